@@ -1,0 +1,113 @@
+"""Rebuild an ``HJEPA`` from a file alone, strictly.
+
+``load_pretrained`` takes either a training checkpoint (``.ckpt`` written by
+``hjepa pretrain``: weights + ``checkpoint["hjepa"]["model_config"]``) or a folder written by
+``hjepa export`` (``model.safetensors`` + ``config.json``). Files are read with
+``torch.load(weights_only=True)`` or safetensors, so loading never runs code from the file.
+Every mismatch between file and model is named: missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hjepa.models.config import HJEPAConfig
+from hjepa.models.hierarchy import HJEPA
+
+_MODEL_PREFIX = "model."  # HJEPAModule keeps the HJEPA under ``self.model``
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with errors that say what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(
+            f"cannot read checkpoint {path}: {err.__class__.__name__}: {str(err).splitlines()[0]} "
+            "(hjepa only loads plain tensors and Python values; files that would run code on load are refused)"
+        ) from err
+
+
+def describe_config_difference(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> str:
+    """Human-readable list of config keys whose values differ between two nested dicts."""
+    diffs: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{key}.{k}" if key else k)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(x, y, f"{key}[{i}]")
+        elif a != b:
+            diffs.append(f"{key}: checkpoint {a!r} vs current {b!r}")
+
+    walk(saved, current, prefix)
+    return "; ".join(diffs) if diffs else "no difference"
+
+
+def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` with one error naming every missing, unexpected and mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: {source} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}{' …' if len(missing) > 20 else ''}")
+        if unexpected:
+            parts.append(
+                f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}{' …' if len(unexpected) > 20 else ''}"
+            )
+        if shapes:
+            parts.append(f"mis-shaped keys ({len(shapes)}): {'; '.join(shapes[:20])}")
+        raise ValueError(f"{source} does not match the model: " + " | ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> HJEPA:
+    """Build the HJEPA a Lightning checkpoint dict describes and load its weights."""
+    meta = ckpt.get("hjepa")
+    if not isinstance(meta, dict) or "model_config" not in meta:
+        raise ValueError(f"{source} has no 'hjepa' entry with a model_config: it was not written by hjepa pretrain")
+    config = HJEPAConfig.from_dict(meta["model_config"])
+    # A pretrained level-1 path in the config is not needed: the checkpoint holds the weights.
+    config.encoder.pretrained = None
+    model = HJEPA(config)
+    state = {k[len(_MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_MODEL_PREFIX)}
+    load_state_dict_strict(model, state, source)
+    return model
+
+
+def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> HJEPA:
+    """An ``HJEPA`` in eval mode from a ``.ckpt`` file or an ``hjepa export`` folder.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: the file is not an hjepa checkpoint, would run code on load, or its
+            weights do not match its config (the message names the keys).
+    """
+    path = Path(path)
+    if path.is_dir():
+        from hjepa.export import load_export
+
+        state, config_dict = load_export(path)
+        cfg = config_dict.get("model_config", config_dict)
+        config = HJEPAConfig.from_dict(cfg)
+        config.encoder.pretrained = None
+        model = HJEPA(config)
+        load_state_dict_strict(model, state, f"export {path}")
+    else:
+        model = model_from_checkpoint(read_checkpoint(path), f"checkpoint {path}")
+    return model.to(map_location).eval()

@@ -1,0 +1,245 @@
+"""Typed configuration of an H-JEPA model: the one source of defaults.
+
+Every field has a default; YAML files and command-line flags only override. The
+dataclasses validate themselves on construction, so a bad value is refused at start
+with its key, its value and the reason. A checkpoint stores ``asdict(config)`` so the
+model can be rebuilt from the file alone (``HJEPAConfig.from_dict``), and unknown keys
+in that dict are refused by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
+
+
+def _check(cond: bool, key: str, value: Any, why: str) -> None:
+    if not cond:
+        raise ValueError(f"config key '{key}' = {value!r}: {why}")
+
+
+@dataclass
+class EncoderConfig:
+    """Level 1's video ViT.
+
+    Args:
+        name: registry size (``micro``, ``tiny``, ``small``, ``base``, ``large``, ``huge``, ``giant``).
+        patch_size: spatial patch side in pixels.
+        tubelet_size: frames per tubelet; one level-1 step spans this many frames when
+            ``temporal_attention`` is ``causal``.
+        pos_embed: ``sincos`` (3-D sin-cos, added) or ``rope`` (3-D rotary, V-JEPA 2).
+        temporal_attention: ``causal`` (block-causal over tubelet time slots; one step per
+            time slot, exact causality) or ``full`` (bidirectional inside a window, as the
+            released V-JEPA encoders; then one level-1 step is one window).
+        drop_path_rate: stochastic depth rate.
+        grad_checkpointing: recompute block activations in backward to save memory.
+        embed_dim, depth, num_heads: override the registry's size.
+        frozen: keep the encoder's weights fixed (a pretrained level 1); its target is
+            then the encoder itself.
+        pretrained: path of a V-JEPA / V-JEPA 2 / transformers checkpoint to load into it.
+        pretrained_key: which entry of a V-JEPA checkpoint dict: ``target_encoder`` or ``encoder``.
+    """
+
+    name: str = "micro"
+    patch_size: int = 16
+    tubelet_size: int = 2
+    pos_embed: Literal["sincos", "rope"] = "sincos"
+    temporal_attention: Literal["causal", "full"] = "causal"
+    drop_path_rate: float = 0.0
+    grad_checkpointing: bool = False
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    num_heads: Optional[int] = None
+    frozen: bool = False
+    pretrained: Optional[str] = None
+    pretrained_key: Literal["target_encoder", "encoder"] = "target_encoder"
+
+    def __post_init__(self) -> None:
+        _check(self.patch_size > 0, "encoder.patch_size", self.patch_size, "must be positive")
+        _check(self.tubelet_size > 0, "encoder.tubelet_size", self.tubelet_size, "must be positive")
+        _check(self.pos_embed in ("sincos", "rope"), "encoder.pos_embed", self.pos_embed, "must be sincos or rope")
+        _check(
+            self.temporal_attention in ("causal", "full"),
+            "encoder.temporal_attention", self.temporal_attention, "must be causal or full",
+        )
+        _check(0.0 <= self.drop_path_rate < 1.0, "encoder.drop_path_rate", self.drop_path_rate, "must be in [0, 1)")
+
+
+@dataclass
+class PredictorConfig:
+    """A narrow transformer that reads context tokens plus query tokens carrying target positions."""
+
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 12
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.embed_dim % self.num_heads == 0, "predictor.embed_dim", self.embed_dim,
+               f"must divide by predictor.num_heads={self.num_heads}")
+        _check(self.depth >= 1, "predictor.depth", self.depth, "must be >= 1")
+
+
+@dataclass
+class LatentConfig:
+    """Optional latent variable z fed to the predictor.
+
+    Training draws ``num_samples`` values of z per clip and keeps the one with the lowest
+    loss (winner-takes-all). The information z can carry is limited by its dimension and by
+    the choice among ``num_samples`` draws (at most log2(num_samples) bits per prediction);
+    ``penalty`` adds ``penalty * ||z_best||^2`` so the predictor prefers small latents.
+    ``dim = 0`` switches z off.
+    """
+
+    dim: int = 0
+    num_samples: int = 4
+    penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.dim >= 0, "latent.dim", self.dim, "must be >= 0")
+        _check(self.num_samples >= 1, "latent.num_samples", self.num_samples, "must be >= 1")
+
+
+@dataclass
+class LevelConfig:
+    """One JEPA level.
+
+    For level 1 the encoder is ``HJEPAConfig.encoder`` and ``embed_dim``/``depth``/
+    ``num_heads``/``stride``/``num_queries``/``pooling`` are unused. For level k >= 2:
+
+    Args:
+        stride: r_{k-1}, how many steps of the level below one step of this level pools.
+        num_queries: Q, tokens per step after spatial pooling.
+        pooling: ``attentive`` (Q learned queries cross-attend the r*Q' tokens) or ``mean``.
+        embed_dim, depth, num_heads: the temporal transformer (causal in time).
+        horizon: h_k, how many of its own steps ahead the level predicts.
+        loss_weight: w_k in the total loss.
+        max_predictions: at most this many (context end, horizon) pairs per clip enter the
+            loss in training (a random subset; None: all). Evaluation always uses all.
+        masked_weight: level 1 only: weight of V-JEPA's masked spatio-temporal loss (0: off).
+    """
+
+    embed_dim: int = 128
+    depth: int = 2
+    num_heads: int = 4
+    stride: int = 4
+    num_queries: int = 4
+    pooling: Literal["attentive", "mean"] = "attentive"
+    horizon: int = 2
+    loss_weight: float = 1.0
+    max_predictions: Optional[int] = None
+    masked_weight: float = 0.0
+    predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=128, depth=2, num_heads=4))
+    latent: LatentConfig = field(default_factory=LatentConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.stride >= 1, "level.stride", self.stride, "must be >= 1")
+        _check(self.num_queries >= 1, "level.num_queries", self.num_queries, "must be >= 1")
+        _check(self.pooling in ("attentive", "mean"), "level.pooling", self.pooling, "must be attentive or mean")
+        _check(self.horizon >= 1, "level.horizon", self.horizon, "must be >= 1")
+        _check(self.loss_weight >= 0, "level.loss_weight", self.loss_weight, "must be >= 0")
+        _check(self.embed_dim % self.num_heads == 0, "level.embed_dim", self.embed_dim,
+               f"must divide by level.num_heads={self.num_heads}")
+
+
+@dataclass
+class HJEPAConfig:
+    """A whole H-JEPA.
+
+    Args:
+        frames_per_window: frames one level-1 encoder pass sees; a clip of T frames is
+            T / frames_per_window windows, encoded as one batch.
+        encoder: level 1's video ViT.
+        levels: one entry per level, level 1 first.
+        loss: regression loss on layer-normed targets: ``l1`` (default), ``smooth_l1`` or ``mse``.
+        vicreg_var_weight, vicreg_cov_weight: VICReg variance / covariance terms on each
+            level's context embeddings (0: off; the EMA target alone prevents collapse).
+        level_input: what level k+1 consumes: ``target`` (level k's EMA target encoder,
+            stop-gradient, stable) or ``context`` (level k's context encoder, end to end).
+        ema_start, ema_end: EMA momentum ramps linearly from start to end over training.
+    """
+
+    frames_per_window: int = 8
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    levels: list[LevelConfig] = field(default_factory=lambda: [LevelConfig(), LevelConfig()])
+    loss: Literal["l1", "smooth_l1", "mse"] = "l1"
+    vicreg_var_weight: float = 0.0
+    vicreg_cov_weight: float = 0.0
+    level_input: Literal["target", "context"] = "target"
+    ema_start: float = 0.998
+    ema_end: float = 1.0
+
+    def __post_init__(self) -> None:
+        # jsonargparse / from_dict may hand us plain dicts for nested sections.
+        if isinstance(self.encoder, dict):
+            self.encoder = _from_dict(EncoderConfig, self.encoder, "encoder")
+        self.levels = [
+            _from_dict(LevelConfig, lv, f"levels[{i}]") if isinstance(lv, dict) else lv
+            for i, lv in enumerate(self.levels)
+        ]
+        _check(len(self.levels) >= 1, "levels", self.levels, "need at least one level")
+        _check(self.frames_per_window % self.encoder.tubelet_size == 0, "frames_per_window",
+               self.frames_per_window, f"must divide by encoder.tubelet_size={self.encoder.tubelet_size}")
+        _check(self.loss in ("l1", "smooth_l1", "mse"), "loss", self.loss, "must be l1, smooth_l1 or mse")
+        _check(self.level_input in ("target", "context"), "level_input", self.level_input,
+               "must be target or context")
+        _check(0.0 <= self.ema_start <= self.ema_end <= 1.0, "ema_start", (self.ema_start, self.ema_end),
+               "need 0 <= ema_start <= ema_end <= 1")
+        if self.levels[0].masked_weight > 0:
+            _check(self.encoder.temporal_attention in ("causal", "full"), "levels[0].masked_weight",
+                   self.levels[0].masked_weight, "needs a ViT level 1")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def level1_step_frames(self) -> int:
+        """Frames one level-1 step spans: a tubelet (causal) or a whole window (full)."""
+        if self.encoder.temporal_attention == "causal":
+            return self.encoder.tubelet_size
+        return self.frames_per_window
+
+    def step_frames(self, level: int) -> int:
+        """Frames one step of ``level`` (0-based) spans: r_1 * ... * r_k level-1 steps."""
+        frames = self.level1_step_frames()
+        for lv in self.levels[1 : level + 1]:
+            frames *= lv.stride
+        return frames
+
+    def min_frames(self) -> int:
+        """Shortest clip that gives every level at least ``horizon + 1`` steps."""
+        need = 0
+        for k, lv in enumerate(self.levels):
+            need = max(need, (lv.horizon + 1) * self.step_frames(k))
+        window = self.frames_per_window
+        return -(-need // window) * window
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HJEPAConfig":
+        """Rebuild from ``to_dict()`` output; unknown keys are refused by name."""
+        return _from_dict(cls, data, "model")
+
+
+def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config section '{where}' must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown config key(s) in '{where}': {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if is_dataclass(hint) and isinstance(value, dict):
+            value = _from_dict(hint, value, f"{where}.{key}")
+        elif get_origin(hint) is list and isinstance(value, list):
+            (item,) = get_args(hint)
+            if is_dataclass(item):
+                value = [_from_dict(item, v, f"{where}.{key}[{i}]") if isinstance(v, dict) else v
+                         for i, v in enumerate(value)]
+        kwargs[key] = value
+    return cls(**kwargs)

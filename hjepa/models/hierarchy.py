@@ -1,0 +1,278 @@
+"""The H-JEPA: a stack of JEPA levels over video, each at a coarser timescale.
+
+Level 1 encodes windows of pixels with a video ViT; level k+1 encodes level k's step
+tokens pooled ``r_k`` steps at a time; every level predicts its own future ``h_k`` steps
+ahead in representation space. Step times are tracked in frames of the model's input clip
+(multiply by the sampling ``frame_step / fps`` for seconds).
+
+    model = HJEPA(HJEPAConfig())
+    out = model(clip)                      # clip: [B, C, T, H, W], normalised
+    out.loss.backward(); model.update_targets(momentum)
+    encodings = model.encode(clip)         # per level: tokens + the frames each step covers
+    predictions = model.predict(clip)      # per level: predictions for horizons 1..h_k
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from hjepa.models.config import HJEPAConfig
+from hjepa.models.level import JEPALevel, LevelOutput, future_pairs
+from hjepa.models.temporal import TemporalEncoder
+from hjepa.models.vit import build_encoder
+from hjepa.models.window import WindowEncoder
+
+
+@dataclass
+class HJEPAOutput:
+    """Total loss plus every level's output (``levels[k].stats`` holds its logged scalars)."""
+
+    loss: torch.Tensor
+    levels: list[LevelOutput] = field(default_factory=list)
+
+    def log_dict(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Flat ``{prefix}level{k}/{stat}`` scalars for a logger."""
+        out = {f"{prefix}loss": self.loss.detach()}
+        for k, lv in enumerate(self.levels, start=1):
+            out.update({f"{prefix}level{k}/{name}": v for name, v in lv.stats.items()})
+        return out
+
+
+@dataclass
+class LevelEncoding:
+    """One level's representation of a clip.
+
+    Attributes:
+        context: [B, S, Q, D] context-encoder step tokens.
+        target: [B, S, Q, D] layer-normed target-encoder step tokens (the space predictions live in).
+        step_frames: clip frames one step spans.
+        start_frames, end_frames: long [S], first and last clip frame (inclusive) of each step.
+    """
+
+    context: torch.Tensor
+    target: torch.Tensor
+    step_frames: int
+    start_frames: torch.Tensor
+    end_frames: torch.Tensor
+
+
+@dataclass
+class LevelPrediction:
+    """One level's predictions from every context end t for horizons 1..h.
+
+    Attributes:
+        pred: [B, S, h, Q, D] prediction of step t+j from context steps <= t.
+        target: [B, S, h, Q, D] the true layer-normed target of step t+j (zeros where not in the clip).
+        present: [B, S, Q, D] target of step t itself (the copy-the-present baseline).
+        valid: bool [S, h], True where step t+j lies inside the clip.
+        step_frames: clip frames one step spans.
+        context_end_frames: long [S], last clip frame the context of step t has seen.
+        target_end_frames: long [S, h], last clip frame of the predicted step t+j.
+    """
+
+    pred: torch.Tensor
+    target: torch.Tensor
+    present: torch.Tensor
+    valid: torch.Tensor
+    step_frames: int
+    context_end_frames: torch.Tensor
+    target_end_frames: torch.Tensor
+
+    @property
+    def horizon_frames(self) -> torch.Tensor:
+        """long [h]: how far ahead, in clip frames, each horizon looks."""
+        h = self.pred.shape[2]
+        return torch.arange(1, h + 1) * self.step_frames
+
+
+class HJEPA(nn.Module):
+    """Hierarchical JEPA built from an ``HJEPAConfig`` (see ``hjepa.models.config``)."""
+
+    def __init__(self, config: HJEPAConfig) -> None:
+        super().__init__()
+        self.config = config
+        enc = config.encoder
+        overrides = {k: getattr(enc, k) for k in ("embed_dim", "depth", "num_heads") if getattr(enc, k) is not None}
+        vit = build_encoder(
+            enc.name,
+            patch_size=enc.patch_size,
+            tubelet_size=enc.tubelet_size,
+            pos_embed=enc.pos_embed,
+            temporal_attention=enc.temporal_attention,
+            drop_path_rate=enc.drop_path_rate,
+            grad_checkpointing=enc.grad_checkpointing,
+            **overrides,
+        )
+        if enc.pretrained:
+            from hjepa.models.pretrained import load_encoder_weights
+
+            load_encoder_weights(vit, enc.pretrained, checkpoint_key=enc.pretrained_key)
+        common = dict(
+            loss_kind=config.loss,
+            vicreg_var_weight=config.vicreg_var_weight,
+            vicreg_cov_weight=config.vicreg_cov_weight,
+        )
+        levels = [
+            JEPALevel(
+                WindowEncoder(vit, config.frames_per_window, enc.temporal_attention),
+                config.levels[0],
+                spatial_tokens=True,
+                frozen=enc.frozen,
+                **common,
+            )
+        ]
+        for lv in config.levels[1:]:
+            encoder = TemporalEncoder(
+                in_dim=levels[-1].embed_dim,
+                dim=lv.embed_dim,
+                depth=lv.depth,
+                num_heads=lv.num_heads,
+                stride=lv.stride,
+                num_queries=lv.num_queries,
+                pooling=lv.pooling,
+            )
+            levels.append(JEPALevel(encoder, lv, **common))
+        self.levels = nn.ModuleList(levels)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.levels)
+
+    def step_frames(self, level: int) -> int:
+        """Clip frames one step of ``level`` (0-based) spans."""
+        return self.config.step_frames(level)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that get no weight decay: position / query / mask tokens."""
+        names: set[str] = set()
+        for k, lv in enumerate(self.levels):
+            for mod_name in ("encoder", "predictor", "masked_predictor"):
+                mod = getattr(lv, mod_name, None)
+                fn = getattr(mod, "no_weight_decay", None)
+                if fn is not None:
+                    names |= {f"levels.{k}.{mod_name}.{n}" for n in fn()}
+        return names
+
+    def _grid_hw(self, clip: torch.Tensor) -> tuple[int, int]:
+        _, hg, wg = self.levels[0].encoder.grid(clip.shape)
+        return hg, wg
+
+    def _check_clip(self, clip: torch.Tensor) -> None:
+        if clip.ndim != 5:
+            raise ValueError(f"clip must be [B, C, T, H, W], got shape {tuple(clip.shape)}")
+        need = self.config.min_frames()
+        if clip.shape[2] < need:
+            raise ValueError(
+                f"clip has {clip.shape[2]} frames; this model needs at least {need} "
+                f"(every level needs horizon + 1 steps; step frames per level: "
+                f"{[self.step_frames(k) for k in range(self.num_levels)]})"
+            )
+
+    def _next_input(self, out_context: torch.Tensor, out_target: torch.Tensor) -> torch.Tensor:
+        if self.config.level_input == "target":
+            return out_target.detach()
+        return out_context
+
+    # --- training -------------------------------------------------------------------------
+
+    def forward(
+        self,
+        clip: torch.Tensor,
+        masks_enc: torch.Tensor | None = None,
+        masks_pred: torch.Tensor | None = None,
+    ) -> HJEPAOutput:
+        """Losses of every level on a clip.
+
+        Args:
+            clip: [B, C, T, H, W] normalised video, T a multiple of ``frames_per_window``.
+            masks_enc, masks_pred: long [B, K] token indices into one window's grid for
+                level 1's masked objective (used when ``levels[0].masked_weight > 0``).
+
+        Returns:
+            ``HJEPAOutput``: ``loss`` = sum_k w_k * loss_k, and per-level outputs/statistics.
+        """
+        self._check_clip(clip)
+        masked = None
+        if masks_enc is not None and masks_pred is not None:
+            grid = self.levels[0].encoder.grid(clip.shape)
+            masked = (masks_enc, masks_pred, grid)
+        x: torch.Tensor = clip
+        outputs: list[LevelOutput] = []
+        total = clip.new_zeros(())
+        for k, level in enumerate(self.levels):
+            out = level(x, grid_hw=self._grid_hw(clip) if k == 0 else None, masked=masked if k == 0 else None)
+            total = total + self.config.levels[k].loss_weight * out.loss
+            outputs.append(out)
+            x = self._next_input(out.context, out.target)
+        return HJEPAOutput(loss=total, levels=outputs)
+
+    @torch.no_grad()
+    def update_targets(self, momentum: float) -> None:
+        """EMA update of every level's target encoder."""
+        for level in self.levels:
+            level.update_target(momentum)
+
+    # --- inference ------------------------------------------------------------------------
+
+    def _times(self, level: int, num_steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        sf = self.step_frames(level)
+        start = torch.arange(num_steps, device=device) * sf
+        return start, start + sf - 1
+
+    @torch.no_grad()
+    def encode(self, clip: torch.Tensor) -> list[LevelEncoding]:
+        """Every level's step tokens and the clip frames each step covers.
+
+        Args:
+            clip: [B, C, T, H, W] normalised video.
+        """
+        x: torch.Tensor = clip
+        out: list[LevelEncoding] = []
+        for k, level in enumerate(self.levels):
+            context = level.encode_context(x)
+            target = level.encode_target(x, context)
+            start, end = self._times(k, context.shape[1], context.device)
+            out.append(LevelEncoding(context, target, self.step_frames(k), start, end))
+            x = self._next_input(context, target)
+        return out
+
+    @torch.no_grad()
+    def predict(self, clip: torch.Tensor, z: torch.Tensor | None = None) -> list[LevelPrediction]:
+        """Every level's predictions from every context end t, for horizons 1..h_k.
+
+        Args:
+            clip: [B, C, T, H, W] normalised video.
+            z: [B, latent_dim] latent for levels that have one (None: z = 0, the mean draw).
+        """
+        encodings = self.encode(clip)
+        grid_hw = self._grid_hw(clip)
+        out: list[LevelPrediction] = []
+        for k, (level, enc) in enumerate(zip(self.levels, encodings)):
+            b, s, q, d = enc.target.shape
+            h = self.config.levels[k].horizon
+            pairs = future_pairs(s, h, only_valid=False, device=clip.device)  # [S*h, 2], t-major
+            zk = z if (z is not None and self.config.levels[k].latent.dim > 0) else None
+            pred = level.predict_pairs(enc.context, pairs, grid_hw if k == 0 else None, z=zk)
+            pred = pred.reshape(b, s, h, q, d)
+            tgt_step = pairs.sum(1)
+            valid = (tgt_step < s).reshape(s, h)
+            target = enc.target.new_zeros(b, s * h, q, d)
+            target[:, valid.reshape(-1)] = enc.target[:, tgt_step[valid.reshape(-1)]]
+            sf = self.step_frames(k)
+            out.append(
+                LevelPrediction(
+                    pred=pred,
+                    target=target.reshape(b, s, h, q, d),
+                    present=enc.target,
+                    valid=valid,
+                    step_frames=sf,
+                    context_end_frames=enc.end_frames,
+                    target_end_frames=((tgt_step + 1) * sf - 1).reshape(s, h),
+                )
+            )
+        return out

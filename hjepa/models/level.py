@@ -1,0 +1,247 @@
+"""One JEPA level: context encoder, EMA target encoder, future predictor, loss and statistics.
+
+The level reads its input (pixels for level 1, the level below's step tokens otherwise),
+encodes it into step tokens ``[B, S, Q, D]`` with the context encoder and, without
+gradient, with the EMA target encoder. The predictor then predicts ``layer_norm(target)``
+at steps t+1..t+h from context steps <= t, for every (t, j) pair the clip allows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from hjepa.losses import (
+    copy_ratio,
+    covariance_loss,
+    effective_rank,
+    feature_std,
+    normalize_target,
+    regression_loss,
+    variance_loss,
+)
+from hjepa.models.config import LevelConfig
+from hjepa.models.predictor import FuturePredictor, MaskedPredictor
+
+
+def future_pairs(num_steps: int, horizon: int, only_valid: bool = True, device: torch.device | None = None) -> torch.Tensor:
+    """All (context end t, horizon j) pairs, long [P, 2], ordered by t then j.
+
+    ``only_valid`` keeps the pairs whose target step t+j lies inside the clip (training);
+    otherwise every t in 0..S-1 with every j in 1..h (inference: predictions past the end).
+    """
+    t = torch.arange(num_steps, device=device).repeat_interleave(horizon)
+    j = torch.arange(1, horizon + 1, device=device).repeat(num_steps)
+    pairs = torch.stack([t, j], dim=1)
+    if only_valid:
+        pairs = pairs[pairs.sum(1) < num_steps]
+    return pairs
+
+
+@dataclass
+class LevelOutput:
+    """What a level's forward pass returns.
+
+    Attributes:
+        loss: scalar, this level's weighted-sum-ready loss (prediction + optional terms).
+        context: [B, S, Q, D] context-encoder step tokens (with gradient).
+        target: [B, S, Q, D] layer-normed target-encoder step tokens (no gradient).
+        stats: detached scalars to log (``loss``, ``pred_loss``, ``std``, ``eff_rank``, ``copy_ratio``, ...).
+    """
+
+    loss: torch.Tensor
+    context: torch.Tensor
+    target: torch.Tensor
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class JEPALevel(nn.Module):
+    """Args:
+        encoder: maps the level's input to step tokens [B, S, Q, D] (``embed_dim`` attribute).
+        cfg: the level's config (horizon, predictor, latent, max_predictions, masked_weight).
+        loss_kind: ``l1``, ``smooth_l1`` or ``mse``.
+        spatial_tokens: True for level 1, whose Q tokens are a spatial grid.
+        frozen: the encoder is fixed (pretrained level 1): no EMA copy, target = context.
+        vicreg_var_weight, vicreg_cov_weight: VICReg terms on context embeddings.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        cfg: LevelConfig,
+        loss_kind: str = "l1",
+        spatial_tokens: bool = False,
+        frozen: bool = False,
+        vicreg_var_weight: float = 0.0,
+        vicreg_cov_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.loss_kind = loss_kind
+        self.spatial_tokens = spatial_tokens
+        self.frozen = frozen
+        self.vicreg = (vicreg_var_weight, vicreg_cov_weight)
+        self.encoder = encoder
+        self.embed_dim = encoder.embed_dim
+        if frozen:
+            self.encoder.requires_grad_(False)
+            self.target_encoder = None
+        else:
+            self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.predictor = FuturePredictor(
+            self.embed_dim,
+            cfg.predictor,
+            cfg.horizon,
+            num_tokens=None if spatial_tokens else cfg.num_queries,
+            latent_dim=cfg.latent.dim,
+        )
+        self.masked_predictor = (
+            MaskedPredictor(self.embed_dim, cfg.predictor) if spatial_tokens and cfg.masked_weight > 0 else None
+        )
+
+    # --- encoders -----------------------------------------------------------------------
+
+    def encode_context(self, x: torch.Tensor) -> torch.Tensor:
+        """x: level input -> [B, S, Q, D] context step tokens."""
+        if self.frozen:
+            with torch.no_grad():
+                return self.encoder(x)
+        return self.encoder(x)
+
+    @torch.no_grad()
+    def encode_target(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """x: level input -> [B, S, Q, D] layer-normed target step tokens (stop-gradient)."""
+        if self.target_encoder is None:
+            raw = context.detach() if context is not None else self.encoder(x)
+        else:
+            raw = self.target_encoder(x)
+        return normalize_target(raw)
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """EMA: target <- momentum * target + (1 - momentum) * context, parameter by parameter."""
+        if self.target_encoder is None:
+            return
+        tgt = [p for p in self.target_encoder.parameters()]
+        src = [p.detach() for p in self.encoder.parameters()]
+        torch._foreach_mul_(tgt, momentum)
+        torch._foreach_add_(tgt, src, alpha=1.0 - momentum)
+
+    # --- prediction -----------------------------------------------------------------------
+
+    def predict_pairs(
+        self,
+        context: torch.Tensor,
+        pairs: torch.Tensor,
+        grid_hw: tuple[int, int] | None,
+        z: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[B, S, Q, D] context -> [B, P, Q, D] predicted layer-normed targets for ``pairs``."""
+        return self.predictor(context, pairs, grid_hw=grid_hw if self.spatial_tokens else None, z=z)
+
+    def _latent_wta(
+        self, context: torch.Tensor, pairs: torch.Tensor, target: torch.Tensor, grid_hw: tuple[int, int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Winner-takes-all over K latent draws: returns (loss, best prediction [B, P, Q, D])."""
+        lat = self.cfg.latent
+        b = context.shape[0]
+        z = torch.randn(lat.num_samples * b, lat.dim, device=context.device, dtype=context.dtype)
+        ctx = context.repeat(lat.num_samples, 1, 1, 1)
+        pred = self.predict_pairs(ctx, pairs, grid_hw, z=z)  # [K*B, P, Q, D]
+        per = regression_loss(pred, target.repeat(lat.num_samples, 1, 1, 1), self.loss_kind, reduce_dims=1)
+        per = per.reshape(lat.num_samples, b)
+        best = per.argmin(dim=0)  # [B]
+        loss = per.gather(0, best[None]).mean()
+        if lat.penalty > 0:
+            z_best = z.reshape(lat.num_samples, b, -1)[best, torch.arange(b)]
+            loss = loss + lat.penalty * z_best.square().sum(-1).mean()
+        pred_best = pred.reshape(lat.num_samples, b, *pred.shape[1:])[best, torch.arange(b)]
+        return loss, pred_best
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        grid_hw: tuple[int, int] | None = None,
+        masked: tuple | None = None,
+    ) -> LevelOutput:
+        """Encode, predict every valid (t, j) pair, and compute the loss.
+
+        Args:
+            x: the level's input (level 1: clip [B, C, T, H, W]; else [B, S', Q', D']).
+            grid_hw: (Hg, Wg) of level 1's spatial tokens.
+            masked: level 1's masked objective inputs ``(masks_enc, masks_pred, window grid)``,
+                masks as long [B, K] (shared by a clip's windows) or [B*n, K], or lists of
+                such tensors (one per block family, e.g. short- and long-range; their losses
+                are averaged); used only when ``masked_weight > 0``.
+        """
+        context = self.encode_context(x)
+        target = self.encode_target(x, context)
+        s = context.shape[1]
+        if s < 2:
+            raise ValueError(f"level has {s} step(s) in this clip; it needs at least 2 to predict: use a longer clip")
+        pairs = future_pairs(s, self.cfg.horizon, device=context.device)
+        if self.training and self.cfg.max_predictions and pairs.shape[0] > self.cfg.max_predictions:
+            keep = torch.randperm(pairs.shape[0], device=pairs.device)[: self.cfg.max_predictions]
+            pairs = pairs[keep.sort().values]
+        future = target[:, pairs.sum(1)]  # [B, P, Q, D]
+        if self.training and self.cfg.latent.dim > 0:
+            pred_loss, pred = self._latent_wta(context, pairs, future, grid_hw)
+        else:
+            pred = self.predict_pairs(context, pairs, grid_hw)
+            pred_loss = regression_loss(pred, future, self.loss_kind)
+        loss = pred_loss
+        stats: dict[str, torch.Tensor] = {"pred_loss": pred_loss.detach()}
+
+        if self.masked_predictor is not None and masked is not None:
+            enc_sets, pred_sets, grid = masked
+            if isinstance(enc_sets, torch.Tensor):
+                enc_sets, pred_sets = [enc_sets], [pred_sets]
+            m_loss = torch.stack(
+                [self._masked_loss(x, target, me, mp, grid) for me, mp in zip(enc_sets, pred_sets)]
+            ).mean()
+            loss = loss + self.cfg.masked_weight * m_loss
+            stats["masked_loss"] = m_loss.detach()
+
+        var_w, cov_w = self.vicreg
+        if (var_w > 0 or cov_w > 0) and not self.frozen:
+            emb = context.mean(dim=2).reshape(-1, context.shape[-1])  # [B*S, D]
+            v, c = variance_loss(emb), covariance_loss(emb)
+            loss = loss + var_w * v + cov_w * c
+            stats["vicreg_var"], stats["vicreg_cov"] = v.detach(), c.detach()
+
+        stats["loss"] = loss.detach()
+        stats["std"] = feature_std(context)
+        stats["target_std"] = feature_std(target)
+        stats["eff_rank"] = effective_rank(target.mean(dim=2))
+        stats["copy_ratio"] = copy_ratio(pred, future, target[:, pairs[:, 0]])
+        return LevelOutput(loss=loss, context=context, target=target, stats=stats)
+
+    def _masked_loss(
+        self,
+        clip: torch.Tensor,
+        target_steps: torch.Tensor,
+        masks_enc: torch.Tensor,
+        masks_pred: torch.Tensor,
+        grid: tuple[int, int, int],
+    ) -> torch.Tensor:
+        """V-JEPA's masked loss on every window: predict masked target tokens from visible ones."""
+        enc = self.encoder  # WindowEncoder
+        windows = enc.windows(clip)  # [B*n, C, F, H, W]
+        n = windows.shape[0] // clip.shape[0]
+        if masks_enc.shape[0] != windows.shape[0]:  # one mask per clip: every window shares it
+            masks_enc = masks_enc.repeat_interleave(n, dim=0)
+            masks_pred = masks_pred.repeat_interleave(n, dim=0)
+        visible = enc.vit(windows, masks=masks_enc)  # [B*n, Ke, D]
+        with torch.no_grad():
+            if enc.temporal_attention == "causal":
+                # Causal steps are the window tokens themselves: reuse, do not re-encode.
+                full = target_steps.reshape(windows.shape[0], -1, target_steps.shape[-1])  # [B*n, N, D]
+            else:
+                vit = enc.vit if self.target_encoder is None else self.target_encoder.vit
+                full = normalize_target(vit(windows))  # [B*n, N, D]
+            tgt = torch.gather(full, 1, masks_pred[..., None].expand(-1, -1, full.shape[-1]))
+        pred = self.masked_predictor(visible, grid, masks_enc, masks_pred)
+        return regression_loss(pred, tgt, self.loss_kind)

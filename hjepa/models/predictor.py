@@ -1,0 +1,202 @@
+"""Predictors: narrow transformers that map context tokens to predicted target tokens.
+
+Two modes:
+
+- ``FuturePredictor`` (every level): from context steps <= t, predict the level's target
+  tokens at steps t+1..t+h. All (t, j) pairs of a clip are predicted in one pass: the
+  sequence is the context tokens followed by one group of query tokens per pair, and a
+  block-causal mask lets a context token see context steps <= its own, and a query group
+  see context steps <= t plus its own group. So a prediction for t+j never depends on
+  input after step t, exactly.
+- ``MaskedPredictor`` (level 1, optional): V-JEPA's masked objective; from the visible
+  tokens of a window, predict the target tokens of the masked blocks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from hjepa.models.config import PredictorConfig
+from hjepa.models.layers import Block
+from hjepa.models.pos_embed import sincos_1d, sincos_3d
+
+
+def future_attention_mask(num_steps: int, tokens_per_step: int, pairs: torch.Tensor) -> torch.Tensor:
+    """Block-causal mask for context steps followed by query groups.
+
+    Args:
+        num_steps: S context steps, each ``tokens_per_step`` (Q) tokens.
+        pairs: long [P, 2] of (context end t, horizon j); group p sees context steps <= t.
+
+    Returns:
+        bool [S*Q + P*Q, S*Q + P*Q], True where attention is allowed.
+    """
+    q = tokens_per_step
+    dev = pairs.device
+    ctx_step = torch.arange(num_steps, device=dev).repeat_interleave(q)  # [S*Q]
+    qry_end = pairs[:, 0].repeat_interleave(q)  # [P*Q]
+    qry_group = torch.arange(pairs.shape[0], device=dev).repeat_interleave(q)  # [P*Q]
+    cc = ctx_step[None, :] <= ctx_step[:, None]
+    qc = ctx_step[None, :] <= qry_end[:, None]
+    qq = qry_group[:, None] == qry_group[None, :]
+    top = torch.cat([cc, torch.zeros(cc.shape[0], qq.shape[1], dtype=torch.bool, device=dev)], dim=1)
+    return torch.cat([top, torch.cat([qc, qq], dim=1)], dim=0)
+
+
+class FuturePredictor(nn.Module):
+    """Predicts a level's target tokens h steps ahead.
+
+    Args:
+        in_dim: D, width of the level's tokens (context in, prediction out).
+        cfg: width / depth / heads of the predictor.
+        horizon: h, the largest horizon (a learned embedding per horizon tells queries apart).
+        num_tokens: Q for levels >= 2 (learned per-token embedding); None for level 1,
+            whose Q tokens are the spatial patches and get 2-D sin-cos positions from ``grid_hw``.
+        latent_dim: dimension of z (0: no latent).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        cfg: PredictorConfig,
+        horizon: int,
+        num_tokens: int | None = None,
+        latent_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        pd = cfg.embed_dim
+        self.in_dim, self.dim, self.horizon = in_dim, pd, horizon
+        self.embed = nn.Linear(in_dim, pd)
+        self.query_token = nn.Parameter(torch.zeros(1, 1, pd))
+        self.horizon_embed = nn.Parameter(torch.zeros(horizon, pd))
+        self.token_embed = nn.Parameter(torch.zeros(num_tokens, pd)) if num_tokens else None
+        self.z_embed = nn.Linear(latent_dim, pd, bias=False) if latent_dim else None
+        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d) for d in dpr)
+        self.norm = nn.LayerNorm(pd, eps=1e-6)
+        self.head = nn.Linear(pd, in_dim)
+        nn.init.trunc_normal_(self.query_token, std=0.02)
+        nn.init.trunc_normal_(self.horizon_embed, std=0.02)
+        if self.token_embed is not None:
+            nn.init.trunc_normal_(self.token_embed, std=0.02)
+        self.apply(_init_linear)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"query_token", "horizon_embed", "token_embed"}
+
+    def _token_pos(self, q: int, grid_hw: tuple[int, int] | None, ref: torch.Tensor) -> torch.Tensor:
+        """Per-token position inside a step: [Q, pd]."""
+        if self.token_embed is not None:
+            if q != self.token_embed.shape[0]:
+                raise ValueError(f"predictor built for {self.token_embed.shape[0]} tokens per step, got {q}")
+            return self.token_embed
+        if grid_hw is None or grid_hw[0] * grid_hw[1] != q:
+            raise ValueError(f"level-1 predictor needs grid_hw with Hg*Wg == {q}, got {grid_hw}")
+        return sincos_3d(self.dim, (1, *grid_hw)).to(ref)
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        pairs: torch.Tensor,
+        grid_hw: tuple[int, int] | None = None,
+        z: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predict target tokens for every (t, j) pair.
+
+        Args:
+            context: [B, S, Q, D] context tokens of steps 0..S-1.
+            pairs: long [P, 2] of (context end t < S, horizon 1 <= j <= h).
+            grid_hw: (Hg, Wg) when Q is a spatial grid (level 1).
+            z: [B, latent_dim] latent, added to every query token (None: z = 0).
+
+        Returns:
+            [B, P, Q, D]: the prediction for step t+j of every pair.
+        """
+        b, s, q, _ = context.shape
+        p = pairs.shape[0]
+        # Steps after the last context end are never visible: drop them.
+        s = int(pairs[:, 0].max()) + 1
+        context = context[:, :s]
+        tok_pos = self._token_pos(q, grid_hw, context)  # [Q, pd]
+        steps = torch.arange(s + self.horizon, device=context.device)
+        time_pos = sincos_1d(self.dim, steps).to(context)  # [S+h, pd]
+
+        x = self.embed(context) + time_pos[:s, None, :] + tok_pos[None]  # [B, S, Q, pd]
+        x = x.reshape(b, s * q, self.dim)
+
+        tgt_step = pairs[:, 0] + pairs[:, 1]
+        qry = (
+            self.query_token
+            + time_pos[tgt_step][:, None, :]
+            + self.horizon_embed[pairs[:, 1] - 1][:, None, :]
+            + tok_pos[None]
+        )  # [P, Q, pd]
+        qry = qry.reshape(1, p * q, self.dim).expand(b, -1, -1)
+        if z is not None and self.z_embed is not None:
+            qry = qry + self.z_embed(z)[:, None, :]
+
+        x = torch.cat([x, qry], dim=1)  # [B, S*Q + P*Q, pd]
+        mask = future_attention_mask(s, q, pairs)
+        for blk in self.blocks:
+            x = blk(x, attn_mask=mask)
+        out = self.head(self.norm(x[:, s * q :]))  # [B, P*Q, D]
+        return out.reshape(b, p, q, self.in_dim)
+
+
+class MaskedPredictor(nn.Module):
+    """V-JEPA's masked predictor for level 1: visible tokens + mask tokens -> masked targets.
+
+    Args:
+        in_dim: D, the encoder width.
+        cfg: predictor width / depth / heads.
+    """
+
+    def __init__(self, in_dim: int, cfg: PredictorConfig) -> None:
+        super().__init__()
+        pd = cfg.embed_dim
+        self.in_dim, self.dim = in_dim, pd
+        self.embed = nn.Linear(in_dim, pd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, pd))
+        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d) for d in dpr)
+        self.norm = nn.LayerNorm(pd, eps=1e-6)
+        self.head = nn.Linear(pd, in_dim)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.apply(_init_linear)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token"}
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        grid: tuple[int, int, int],
+        masks_enc: torch.Tensor,
+        masks_pred: torch.Tensor,
+    ) -> torch.Tensor:
+        """Args:
+            context: [B, Ke, D] encoder tokens at the ``masks_enc`` indices.
+            grid: (Tg, Hg, Wg) of the window.
+            masks_enc: long [B, Ke] visible token indices; masks_pred: long [B, Kp] targets.
+
+        Returns:
+            [B, Kp, D] predictions at the ``masks_pred`` indices.
+        """
+        pos = sincos_3d(self.dim, grid).to(context)  # [N, pd]
+        x = self.embed(context) + pos[masks_enc]
+        m = self.mask_token + pos[masks_pred]  # [B, Kp, pd]
+        x = torch.cat([x, m], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.norm(x[:, context.shape[1] :]))
+
+
+def _init_linear(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

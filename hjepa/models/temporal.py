@@ -1,0 +1,135 @@
+"""Encoders of levels k >= 2: pool level k's steps into summaries, then a transformer causal in time.
+
+Level k hands level k+1 its step tokens ``[B, S, Q', D']``. A ``StepPooler`` groups them
+``r`` steps at a time (the stride) and pools each group into Q tokens (the *summary*); a
+``TemporalEncoder`` embeds the summaries and runs blocks whose attention is block-causal
+over steps, so the representation at step s depends on level-k steps < (s+1)*r only.
+Trailing level-k steps that do not fill a whole group are dropped (they would describe a
+step the clip does not finish).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hjepa.models.layers import Block
+from hjepa.models.pos_embed import sincos_1d
+
+
+def step_causal_mask(num_steps: int, tokens_per_step: int, device: torch.device | None = None) -> torch.Tensor:
+    """bool [S*Q, S*Q]: a token of step s may attend to every token of steps <= s."""
+    step = torch.arange(num_steps, device=device).repeat_interleave(tokens_per_step)
+    return step[None, :] <= step[:, None]
+
+
+class StepPooler(nn.Module):
+    """Pools ``stride`` consecutive steps of Q' tokens into Q tokens.
+
+    ``attentive``: Q learned queries cross-attend the stride*Q' tokens of the group (each
+    token tagged with its offset inside the group), followed by an MLP, as V-JEPA's
+    attentive probe pools. ``mean``: average over the group's steps, then adaptive average
+    over the token axis from Q' to Q.
+    """
+
+    def __init__(self, dim: int, stride: int, num_queries: int, kind: str = "attentive", num_heads: int = 4) -> None:
+        super().__init__()
+        self.stride, self.num_queries, self.kind = stride, num_queries, kind
+        if kind == "attentive":
+            heads = num_heads if dim % num_heads == 0 else 1
+            self.num_heads = heads
+            self.queries = nn.Parameter(torch.zeros(num_queries, dim))
+            self.offset_embed = nn.Parameter(torch.zeros(stride, dim))
+            self.norm = nn.LayerNorm(dim, eps=1e-6)
+            self.q = nn.Linear(dim, dim)
+            self.kv = nn.Linear(dim, 2 * dim)
+            self.proj = nn.Linear(dim, dim)
+            self.norm_mlp = nn.LayerNorm(dim, eps=1e-6)
+            self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+            nn.init.trunc_normal_(self.queries, std=0.02)
+            nn.init.trunc_normal_(self.offset_embed, std=0.02)
+        elif kind != "mean":
+            raise ValueError(f"pooling must be 'attentive' or 'mean', got {kind!r}")
+
+    def no_weight_decay(self) -> set[str]:
+        return {"queries", "offset_embed"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, S, Q', D] -> [B, S // stride, Q, D]."""
+        b, s, qin, d = x.shape
+        s_out = s // self.stride
+        if s_out == 0:
+            raise ValueError(f"level input has {s} steps, fewer than the stride {self.stride}: use a longer clip")
+        x = x[:, : s_out * self.stride].reshape(b, s_out, self.stride, qin, d)
+        if self.kind == "mean":
+            x = x.mean(dim=2)  # [B, S', Q', D]
+            if qin != self.num_queries:
+                x = F.adaptive_avg_pool1d(x.reshape(b * s_out, qin, d).transpose(1, 2), self.num_queries)
+                x = x.transpose(1, 2).reshape(b, s_out, self.num_queries, d)
+            return x
+        x = x + self.offset_embed[None, None, :, None, :]
+        kv = self.kv(self.norm(x.reshape(b * s_out, self.stride * qin, d)))  # [B*S', r*Q', 2D]
+        k, v = kv.chunk(2, dim=-1)
+        q = self.q(self.queries).expand(b * s_out, -1, -1)  # [B*S', Q, D]
+        h = self.num_heads
+        split = lambda t: t.reshape(t.shape[0], t.shape[1], h, d // h).transpose(1, 2)  # (B*S', h, L, d/h)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        out = self.proj(out.transpose(1, 2).reshape(b * s_out, self.num_queries, d))
+        out = out + self.queries  # residual on the queries
+        out = out + self.mlp(self.norm_mlp(out))
+        return out.reshape(b, s_out, self.num_queries, d)
+
+
+class TemporalEncoder(nn.Module):
+    """Encoder of a level >= 2: summaries of the level below -> step tokens, causal in time.
+
+    Args:
+        in_dim: D', width of the level below.
+        dim: D, width of this level.
+        depth, num_heads: transformer size.
+        stride: r, level-below steps per step of this level.
+        num_queries: Q tokens per step.
+        pooling: ``attentive`` or ``mean``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        stride: int,
+        num_queries: int,
+        pooling: str = "attentive",
+        drop_path_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed_dim, self.stride, self.num_queries = dim, stride, num_queries
+        self.pool = StepPooler(in_dim, stride, num_queries, pooling)
+        self.embed = nn.Linear(in_dim, dim)
+        self.query_embed = nn.Parameter(torch.zeros(num_queries, dim))
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(Block(dim, num_heads, drop_path=r) for r in dpr)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        nn.init.trunc_normal_(self.query_embed, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"query_embed"} | {f"pool.{n}" for n in self.pool.no_weight_decay()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, S_in, Q', D'] level-below step tokens -> [B, S_in // stride, Q, D]."""
+        x = self.pool(x)
+        b, s, q, _ = x.shape
+        time_pos = sincos_1d(self.embed_dim, torch.arange(s, device=x.device)).to(x)  # [S, D]
+        x = self.embed(x) + time_pos[None, :, None, :] + self.query_embed[None, None]
+        x = x.reshape(b, s * q, self.embed_dim)
+        mask = step_causal_mask(s, q, x.device)
+        for blk in self.blocks:
+            x = blk(x, attn_mask=mask)
+        return self.norm(x).reshape(b, s, q, self.embed_dim)

@@ -1,0 +1,68 @@
+"""Level 1's encoder over a long clip: the clip is cut into windows, encoded as one batch.
+
+A clip ``[B, C, T, H, W]`` of ``T = num_windows * frames_per_window`` frames becomes
+``[B * num_windows, C, frames_per_window, H, W]`` for one ViT pass, so cost grows linearly
+with clip length and no token attends across windows. The ViT's tokens are then laid out as
+level-1 *steps*:
+
+- ``causal`` attention (block-causal over tubelet time slots): one step per time slot, so
+  ``S = T / tubelet`` steps of ``Hg * Wg`` tokens each;
+- ``full`` attention (the released V-JEPA encoders): tokens of a time slot see the whole
+  window, so the only causal unit is the window; one step per window, its tokens averaged
+  over the window's time slots.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class WindowEncoder(nn.Module):
+    """Wraps a ``VideoViT`` (``forward(x, masks)`` -> ``[B, N, D]``) into a level-1 step encoder.
+
+    Args:
+        vit: the video ViT.
+        frames_per_window: frames per ViT pass.
+        temporal_attention: ``causal`` or ``full``, as the ViT was built.
+    """
+
+    def __init__(self, vit: nn.Module, frames_per_window: int, temporal_attention: str) -> None:
+        super().__init__()
+        self.vit = vit
+        self.frames_per_window = frames_per_window
+        self.temporal_attention = temporal_attention
+        self.embed_dim = vit.embed_dim
+
+    def no_weight_decay(self) -> set[str]:
+        fn = getattr(self.vit, "no_weight_decay", None)
+        return {f"vit.{n}" for n in fn()} if fn else set()
+
+    def windows(self, clip: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, H, W] -> [B * num_windows, C, frames_per_window, H, W]."""
+        b, c, t, h, w = clip.shape
+        f = self.frames_per_window
+        if t % f:
+            raise ValueError(f"clip has {t} frames, not a multiple of frames_per_window={f}")
+        n = t // f
+        return clip.reshape(b, c, n, f, h, w).transpose(1, 2).reshape(b * n, c, f, h, w)
+
+    def grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int]:
+        """(Tg, Hg, Wg) of one window of a clip of this shape."""
+        _, _, _, h, w = clip_shape
+        return self.vit.grid(self.frames_per_window, h, w)
+
+    def from_window_tokens(self, tokens: torch.Tensor, batch: int, grid: tuple[int, int, int]) -> torch.Tensor:
+        """[B * n, Tg * Hg * Wg, D] window tokens -> [B, S, Hg * Wg, D] step tokens."""
+        tg, hg, wg = grid
+        n = tokens.shape[0] // batch
+        x = tokens.reshape(batch, n, tg, hg * wg, tokens.shape[-1])
+        if self.temporal_attention == "causal":
+            return x.reshape(batch, n * tg, hg * wg, tokens.shape[-1])
+        return x.mean(dim=2)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip: [B, C, T, H, W] -> step tokens [B, S, Hg * Wg, D]."""
+        grid = self.grid(clip.shape)
+        tokens = self.vit(self.windows(clip))
+        return self.from_window_tokens(tokens, clip.shape[0], grid)

@@ -1,0 +1,202 @@
+"""Lightning glue for pretraining: the thin module around the pure ``HJEPA`` model.
+
+It owns the optimizer (AdamW with parameter groups: no weight decay on norms, biases,
+position / query / mask tokens), the schedules (learning-rate warm-up + cosine,
+weight-decay ramp, EMA-momentum ramp: pure functions of ``global_step``), the EMA update
+after every optimizer step, and logging namespaced per level (``train/level1/loss``,
+``train/level1/eff_rank``, ``train/level1/copy_ratio``, ``train/lr``, ``train/ema_momentum``).
+The model's config is stored in every checkpoint (``checkpoint["hjepa"]``) so the model can
+be rebuilt from the file alone (``hjepa.load_pretrained``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import lightning as L
+import torch
+
+from hjepa.data.transforms import to_model_input
+from hjepa.models.config import HJEPAConfig
+from hjepa.models.hierarchy import HJEPA
+from hjepa.train.provenance import provenance
+from hjepa.train.schedules import ema_momentum, linear_ramp, warmup_cosine
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedules.
+
+    Args:
+        lr: peak learning rate (after warm-up).
+        start_lr: learning rate at step 0.
+        final_lr: learning rate at the end of the cosine.
+        warmup_steps: linear warm-up length, in optimizer steps.
+        weight_decay, final_weight_decay: weight decay ramps linearly between these (V-JEPA).
+        betas: AdamW betas.
+        total_steps: schedule length; None: the trainer's ``max_steps`` / estimated steps.
+        level_lr_scale: optional per-level multiplier of the learning rate (level 1 first);
+            e.g. ``[0.1, 1.0]`` to fine-tune a pretrained level 1 gently.
+    """
+
+    lr: float = 1.5e-3
+    start_lr: float = 1e-4
+    final_lr: float = 1e-5
+    warmup_steps: int = 20
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    total_steps: Optional[int] = None
+    level_lr_scale: Optional[list[float]] = None
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"config key 'optim.lr' = {self.lr!r}: must be positive")
+        if self.warmup_steps < 0:
+            raise ValueError(f"config key 'optim.warmup_steps' = {self.warmup_steps!r}: must be >= 0")
+
+
+class HJEPAModule(L.LightningModule):
+    """Pretrains an H-JEPA.
+
+    Args:
+        model: the H-JEPA's configuration (encoder, levels, loss, EMA ramp).
+        optim: optimizer and schedules.
+    """
+
+    def __init__(self, model: HJEPAConfig = HJEPAConfig(), optim: OptimConfig = OptimConfig()) -> None:
+        super().__init__()
+        self.model_config = model
+        self.optim_config = optim
+        self.model = HJEPA(model)
+        if optim.level_lr_scale is not None and len(optim.level_lr_scale) != model.num_levels:
+            raise ValueError(
+                f"config key 'optim.level_lr_scale' has {len(optim.level_lr_scale)} entries; the model has "
+                f"{model.num_levels} levels"
+            )
+        self._maskers: dict[tuple[int, int, int], Any] = {}  # per window grid, for the masked objective
+        self._t_last: float | None = None
+        self.seen_video_index: list[int] = []
+        self.skipped_in_training = 0
+
+    # --- schedules ---------------------------------------------------------------------------
+
+    @property
+    def total_steps(self) -> int:
+        if self.optim_config.total_steps:
+            return self.optim_config.total_steps
+        trainer = self._trainer
+        if trainer is not None:
+            if trainer.max_steps and trainer.max_steps > 0:
+                return trainer.max_steps
+            return max(int(trainer.estimated_stepping_batches), 1)
+        return 1
+
+    def lr_at(self, step: int) -> float:
+        o = self.optim_config
+        return warmup_cosine(step, self.total_steps, o.warmup_steps, o.start_lr, o.lr, o.final_lr)
+
+    def weight_decay_at(self, step: int) -> float:
+        o = self.optim_config
+        return linear_ramp(step, self.total_steps, o.weight_decay, o.final_weight_decay)
+
+    def momentum_at(self, step: int) -> float:
+        c = self.model_config
+        return ema_momentum(step, self.total_steps, c.ema_start, c.ema_end)
+
+    # --- optimisation ------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        skip = self.model.no_weight_decay()
+        scales = self.optim_config.level_lr_scale or [1.0] * self.model.num_levels
+        groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            level = int(name.split(".")[1])
+            no_decay = p.ndim <= 1 or name in skip or name.endswith(".bias")
+            groups.setdefault((level, no_decay), []).append(p)
+        param_groups = [
+            {"params": ps, "lr_scale": scales[lv], "wd_scale": 0.0 if nd else 1.0, "name": f"level{lv + 1}{'_no_wd' if nd else ''}"}
+            for (lv, nd), ps in sorted(groups.items())
+        ]
+        opt = torch.optim.AdamW(param_groups, lr=self.optim_config.lr, betas=self.optim_config.betas)
+        self._apply_schedules(opt, 0)
+        return opt
+
+    def _apply_schedules(self, optimizer: torch.optim.Optimizer, step: int) -> None:
+        lr, wd = self.lr_at(step), self.weight_decay_at(step)
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+            g["weight_decay"] = wd * g.get("wd_scale", 1.0)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        self._apply_schedules(optimizer, self.global_step)
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # The EMA follows every real optimizer step (not every micro-batch of accumulation).
+        self.model.update_targets(self.momentum_at(self.global_step))
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _forward_batch(self, batch: dict[str, Any]):
+        clip = to_model_input(batch["clip"])
+        masks_enc = masks_pred = None
+        if self.model_config.levels[0].masked_weight > 0:
+            if "masks_enc" in batch:
+                masks_enc, masks_pred = batch["masks_enc"], batch["masks_pred"]
+            else:  # no mask collator in the loader: draw V-JEPA's multi-block masks here
+                from hjepa.masks import MultiBlockMasks
+
+                grid = self.model.levels[0].encoder.grid(clip.shape)
+                if grid not in self._maskers:
+                    self._maskers[grid] = MultiBlockMasks(grid, seed=self.global_rank)
+                masks_enc, masks_pred = self._maskers[grid](clip.shape[0])
+                masks_enc = [m.to(clip.device) for m in masks_enc]
+                masks_pred = [m.to(clip.device) for m in masks_pred]
+        return self.model(clip, masks_enc=masks_enc, masks_pred=masks_pred), clip.shape[0]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out, bsz = self._forward_batch(batch)
+        logs = out.log_dict(prefix="train/")
+        logs["train/lr"] = torch.tensor(self.lr_at(self.global_step))
+        logs["train/ema_momentum"] = torch.tensor(self.momentum_at(self.global_step))
+        now = time.perf_counter()
+        if self._t_last is not None:
+            logs["train/clips_per_s"] = torch.tensor(bsz / max(now - self._t_last, 1e-9))
+        self._t_last = now
+        if "skipped" in batch:
+            self.skipped_in_training += int(batch["skipped"])
+        if "video_index" in batch and len(self.seen_video_index) < 100_000:
+            self.seen_video_index.extend(int(i) for i in batch["video_index"].reshape(-1))
+        self.log_dict(logs, batch_size=bsz, sync_dist=False)
+        self.log("loss", out.loss.detach(), prog_bar=True, logger=False, batch_size=bsz)
+        return out.loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        out, bsz = self._forward_batch(batch)
+        self.log_dict(out.log_dict(prefix="val/"), batch_size=bsz, sync_dist=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._t_last = None
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain Python values only, so the file loads with torch.load(weights_only=True).
+        checkpoint["hjepa"] = {
+            "model_config": self.model_config.to_dict(),
+            "optim_config": asdict(self.optim_config),
+            **provenance(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hjepa", {}).get("model_config")
+        if saved is not None and saved != self.model_config.to_dict():
+            from hjepa.loading import describe_config_difference
+
+            raise ValueError(
+                "checkpoint was written by a model with another configuration: "
+                + describe_config_difference(saved, self.model_config.to_dict())
+            )

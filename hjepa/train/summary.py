@@ -1,0 +1,139 @@
+"""The run's ``summary.json`` and the table printed when training ends.
+
+``summary.json`` (flat; every value a number, a string or null):
+
+- ``steps``: optimizer steps done; ``wall_time_s``: seconds in ``fit``; ``peak_rss_mb``:
+  peak resident memory of the main process (``peak_rss_children_mb``: of loader workers).
+- ``loss_first`` / ``loss_final``: mean total training loss over the first / last 10 logged steps.
+- ``level{k}/{stat}_first`` / ``level{k}/{stat}_final`` for stat in ``loss``, ``pred_loss``,
+  ``std`` (per-dimension std of context tokens), ``eff_rank`` (effective rank of target
+  step embeddings), ``copy_ratio`` (prediction error / copy-the-present error).
+- ``val/...``: the last validation metrics, when validation ran.
+- ``clips_per_s``: median training throughput over the second half of the run (this rank).
+- ``skipped_videos``: unreadable inputs skipped (setup probe + load time, all ranks).
+- ``checkpoint``, ``checkpoint_dir``, ``metrics_csv``, ``config``, ``wandb_dir``: paths.
+- ``git_revision``, ``world_size``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from hjepa.train.provenance import provenance
+
+_STATS = ("loss", "pred_loss", "std", "eff_rank", "copy_ratio")
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+class SummaryCallback(L.Callback):
+    """Keeps the per-step training scalars and writes ``summary.json`` at the end of ``fit``.
+
+    Args:
+        run_dir: the run folder.
+        window: how many logged steps make ``_first`` / ``_final`` averages.
+    """
+
+    def __init__(self, run_dir: str | Path, window: int = 10) -> None:
+        self.run_dir = Path(run_dir)
+        self.window = window
+        self.history: list[dict[str, float]] = []
+        self.t0: float | None = None
+        self.summary: dict[str, Any] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        row = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
+        if row:
+            self.history.append(row)
+
+    def _series(self, key: str) -> list[float]:
+        return [r[key] for r in self.history if key in r]
+
+    def build(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        out: dict[str, Any] = {"steps": int(trainer.global_step), "world_size": int(trainer.world_size)}
+        out["wall_time_s"] = round(time.perf_counter() - (self.t0 or time.perf_counter()), 2)
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        out["peak_rss_children_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+        w = self.window
+        loss = self._series("train/loss")
+        out["loss_first"], out["loss_final"] = _mean(loss[:w]), _mean(loss[-w:])
+        num_levels = getattr(getattr(pl_module, "model", None), "num_levels", 0)
+        for k in range(1, num_levels + 1):
+            for stat in _STATS:
+                series = self._series(f"train/level{k}/{stat}")
+                out[f"level{k}/{stat}_first"] = _mean(series[:w])
+                out[f"level{k}/{stat}_final"] = _mean(series[-w:])
+        for key, v in trainer.callback_metrics.items():
+            if key.startswith("val/") and v.numel() == 1:
+                out[key] = float(v)
+        cps = self._series("train/clips_per_s")
+        out["clips_per_s"] = round(statistics.median(cps[len(cps) // 2 :]), 3) if cps else None
+        skipped = int(getattr(pl_module, "skipped_in_training", 0))
+        dm = trainer.datamodule
+        if dm is not None and hasattr(dm, "skip_report"):
+            skipped += int(dm.skip_report().get("skipped_videos", 0))
+        out["skipped_videos"] = int(trainer.strategy.reduce(torch.tensor(float(skipped)), reduce_op="sum"))
+        ckpt_dir = self.run_dir / "checkpoints"
+        out["checkpoint"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
+        out["checkpoint_dir"] = str(ckpt_dir)
+        metrics = next(self.run_dir.glob("csv/**/metrics.csv"), None)
+        out["metrics_csv"] = str(metrics) if metrics else None
+        out["config"] = str(self.run_dir / "config.yaml")
+        wandb_dir = self.run_dir / "wandb"
+        out["wandb_dir"] = str(wandb_dir) if wandb_dir.exists() else None
+        out.update(provenance())
+        return out
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.summary = self.build(trainer, pl_module)
+        seen = getattr(pl_module, "seen_video_index", None)
+        if seen is not None:
+            # One file per rank: which samples this rank trained on (checks that ranks split the data).
+            (self.run_dir / f"seen_video_index.rank{trainer.global_rank}.txt").write_text(
+                "\n".join(map(str, seen)) + "\n"
+            )
+        if trainer.is_global_zero:
+            (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+            print(format_summary(self.summary, self.run_dir))
+
+
+def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
+    """The table printed at the end of ``hjepa pretrain``."""
+
+    def f(x: Any, nd: int = 3) -> str:
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    lines = [
+        "",
+        f"hjepa pretrain: {summary['steps']} steps in {summary['wall_time_s']:.0f} s "
+        f"({f(summary.get('clips_per_s'), 1)} clips/s), peak memory {summary['peak_rss_mb']:.0f} MB, "
+        f"skipped videos {summary['skipped_videos']}",
+        f"total loss {f(summary['loss_first'])} -> {f(summary['loss_final'])}",
+        f"{'level':>6} {'loss first':>11} {'loss final':>11} {'copy ratio':>11} {'eff. rank':>10} {'std':>7}",
+    ]
+    k = 1
+    while f"level{k}/loss_final" in summary:
+        s = lambda n: summary.get(f"level{k}/{n}")  # noqa: E731
+        lines.append(
+            f"{k:>6} {f(s('loss_first')):>11} {f(s('loss_final')):>11} {f(s('copy_ratio_final')):>11} "
+            f"{f(s('eff_rank_final'), 1):>10} {f(s('std_final')):>7}"
+        )
+        k += 1
+    lines.append(f"copy ratio < 1: the level predicts its future better than copying the present")
+    lines.append(f"run folder: {run_dir}  (summary.json, checkpoints/last.ckpt, config.yaml, csv/)")
+    return "\n".join(lines)
