@@ -76,7 +76,7 @@ class PretrainCLI(LightningCLI):
         parser.add_argument("--logger.project", type=str, default="hjepa", help="wandb project")
         parser.add_argument("--logger.entity", type=Optional[str], default=None, help="wandb entity")
         # One truth for the window length: the model's, copied to the data.
-        parser.link_arguments("model.model.frames_per_window", "data.frames_per_window")
+        parser.link_arguments("model.arch.frames_per_window", "data.frames_per_window")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config

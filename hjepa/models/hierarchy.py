@@ -107,9 +107,11 @@ class HJEPA(nn.Module):
             **overrides,
         )
         if enc.pretrained:
-            from hjepa.models.pretrained import load_encoder_weights
+            # Sizes come from the config and must match the file: the strict load names any difference.
+            from hjepa.models.pretrained import encoder_state_dict, load_encoder_state_dict, load_state_file
 
-            load_encoder_weights(vit, enc.pretrained, checkpoint_key=enc.pretrained_key)
+            state = encoder_state_dict(load_state_file(enc.pretrained), enc.pretrained_key, source=enc.pretrained)
+            load_encoder_state_dict(vit, state, source=enc.pretrained)
         common = dict(
             loss_kind=config.loss,
             vicreg_var_weight=config.vicreg_var_weight,

@@ -62,12 +62,14 @@ class HJEPAModule(L.LightningModule):
     """Pretrains an H-JEPA.
 
     Args:
-        model: the H-JEPA's configuration (encoder, levels, loss, EMA ramp).
-        optim: optimizer and schedules.
+        arch: the H-JEPA's architecture (encoder, levels, loss, EMA ramp); on the command
+            line ``--model.arch.encoder.name=base``, ``--model.arch.levels='[...]'``.
+        optim: optimizer and schedules (``--model.optim.lr=1e-3``).
     """
 
-    def __init__(self, model: HJEPAConfig = HJEPAConfig(), optim: OptimConfig = OptimConfig()) -> None:
+    def __init__(self, arch: HJEPAConfig = HJEPAConfig(), optim: OptimConfig = OptimConfig()) -> None:
         super().__init__()
+        model = arch
         self.model_config = model
         self.optim_config = optim
         self.model = HJEPA(model)

@@ -1,0 +1,26 @@
+"""Expose a typed function as a subcommand: ``--config FILE``, ``--key value``, ``--print_config``.
+
+jsonargparse reads the function's signature and docstring, so every option has its type,
+default and help from one place, and an unknown or misspelt key is refused by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+
+def run_function_cli(fn: Callable[..., Any], argv: list[str], prog: str, description: str) -> Any:
+    parser = ArgumentParser(prog=prog, description=description, exit_on_error=True)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
+    parser.add_function_arguments(fn, as_group=False)
+    parser.add_argument("--print_config", action="store_true", help="print the resolved options and exit")
+    cfg = parser.parse_args(argv)
+    if cfg.pop("print_config"):
+        cfg.pop("config", None)
+        print(parser.dump(cfg, skip_none=False))
+        return None
+    cfg.pop("config", None)
+    init = parser.instantiate_classes(cfg)
+    return fn(**init.as_dict())
