@@ -162,7 +162,10 @@ class HJEPAConfig:
     frames_per_window: int = 8
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     levels: list[LevelConfig] = field(
-        default_factory=lambda: [LevelConfig(horizon=2, max_predictions=16), LevelConfig(stride=4, horizon=2)]
+        default_factory=lambda: [
+            LevelConfig(horizon=2, max_predictions=16, predictor=PredictorConfig(embed_dim=64, depth=2, num_heads=4)),
+            LevelConfig(stride=4, horizon=2),
+        ]
     )
     loss: Literal["l1", "smooth_l1", "mse"] = "l1"
     vicreg_var_weight: float = 0.0

@@ -100,6 +100,9 @@ class SummaryCallback(L.Callback):
         return out
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # ModelCheckpoint writes last.ckpt only when it saves a periodic checkpoint; a run must
+        # always end with one (all ranks call this; rank 0 writes, atomically).
+        trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt")
         self.summary = self.build(trainer, pl_module)
         seen = getattr(pl_module, "seen_video_index", None)
         if seen is not None:
