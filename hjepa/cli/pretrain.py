@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,7 +109,7 @@ class PretrainCLI(LightningCLI):
         kwargs["plugins"] = [AtomicCheckpointIO()]
         trainer = super().instantiate_trainer(**kwargs)
         if trainer.is_global_zero:
-            self.parser.save(self.config, str(run_dir / "config.yaml"), skip_none=False, overwrite=True, skip_check=True)
+            self.parser.save(self.config, str(run_dir / "config.yaml"), skip_none=False, overwrite=True, skip_validation=True)
             (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=2) + "\n")
         return trainer
 
@@ -126,9 +127,9 @@ def resolve_ckpt_path(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]:
     return ckpt_path
 
 
-def main(argv: list[str]) -> dict[str, Any]:
-    """Run ``hjepa pretrain`` with ``argv`` (the arguments after the subcommand); return the summary."""
-    cli = PretrainCLI(
+def build_cli(argv: list[str], cli_class: type[PretrainCLI] = PretrainCLI) -> PretrainCLI:
+    """Parse ``argv`` and build model, data and trainer (nothing runs yet)."""
+    return cli_class(
         HJEPAModule,
         VideoDataModule,
         args=argv,
@@ -138,7 +139,17 @@ def main(argv: list[str]) -> dict[str, Any]:
         seed_everything_default=0,
         parser_kwargs={"prog": "hjepa pretrain", "description": "Pretrain an H-JEPA (LightningCLI conventions)."},
     )
+
+
+def fit(cli: PretrainCLI) -> dict[str, Any]:
+    """Train (resuming when ``--ckpt_path`` says so) and return the run's summary."""
     ckpt = resolve_ckpt_path(cli.config.ckpt_path, cli.run_dir)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
-    summary = next((c.summary for c in cli.trainer.callbacks if isinstance(c, SummaryCallback)), {})
-    return summary
+    return next((c.summary for c in cli.trainer.callbacks if isinstance(c, SummaryCallback)), {})
+
+
+def main(argv: list[str]) -> dict[str, Any]:
+    """Run ``hjepa pretrain`` with ``argv`` (the arguments after the subcommand); return the summary."""
+    # The console script hands argv over explicitly (sys.argv also holds the subcommand).
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    return fit(build_cli(argv))

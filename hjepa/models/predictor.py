@@ -72,7 +72,7 @@ class FuturePredictor(nn.Module):
         self.horizon_embed = nn.Parameter(torch.zeros(horizon, pd))
         self.token_embed = nn.Parameter(torch.zeros(num_tokens, pd)) if num_tokens else None
         self.z_embed = nn.Linear(latent_dim, pd, bias=False) if latent_dim else None
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d) for d in dpr)
         self.norm = nn.LayerNorm(pd, eps=1e-6)
         self.head = nn.Linear(pd, in_dim)
@@ -158,7 +158,7 @@ class MaskedPredictor(nn.Module):
         self.in_dim, self.dim = in_dim, pd
         self.embed = nn.Linear(in_dim, pd)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, pd))
-        dpr = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d) for d in dpr)
         self.norm = nn.LayerNorm(pd, eps=1e-6)
         self.head = nn.Linear(pd, in_dim)

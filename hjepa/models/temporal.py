@@ -109,7 +109,7 @@ class TemporalEncoder(nn.Module):
         self.pool = StepPooler(in_dim, stride, num_queries, pooling)
         self.embed = nn.Linear(in_dim, dim)
         self.query_embed = nn.Parameter(torch.zeros(num_queries, dim))
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(Block(dim, num_heads, drop_path=r) for r in dpr)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.query_embed, std=0.02)
