@@ -81,7 +81,6 @@ class HJEPAModule(L.LightningModule):
         self._maskers: dict[tuple[int, int, int], Any] = {}  # per window grid, for the masked objective
         self._t_last: float | None = None
         self.seen_video_index: list[int] = []
-        self.skipped_in_training = 0
 
     # --- schedules ---------------------------------------------------------------------------
 
@@ -159,7 +158,9 @@ class HJEPAModule(L.LightningModule):
                 masks_pred = [m.to(clip.device) for m in masks_pred]
         return self.model(clip, masks_enc=masks_enc, masks_pred=masks_pred), clip.shape[0]
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["clip"].shape[0] == 0:
+            return None  # every sample of this batch was unreadable (counted by the DataModule)
         out, bsz = self._forward_batch(batch)
         logs = out.log_dict(prefix="train/")
         logs["train/lr"] = torch.tensor(self.lr_at(self.global_step))
@@ -168,8 +169,6 @@ class HJEPAModule(L.LightningModule):
         if self._t_last is not None:
             logs["train/clips_per_s"] = torch.tensor(bsz / max(now - self._t_last, 1e-9))
         self._t_last = now
-        if "skipped" in batch:
-            self.skipped_in_training += int(batch["skipped"])
         if "video_index" in batch and len(self.seen_video_index) < 100_000:
             self.seen_video_index.extend(int(i) for i in batch["video_index"].reshape(-1))
         self.log_dict(logs, batch_size=bsz, sync_dist=False)
@@ -177,6 +176,8 @@ class HJEPAModule(L.LightningModule):
         return out.loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if batch["clip"].shape[0] == 0:
+            return
         out, bsz = self._forward_batch(batch)
         self.log_dict(out.log_dict(prefix="val/"), batch_size=bsz, sync_dist=True)
 

@@ -10,7 +10,8 @@
   step embeddings), ``copy_ratio`` (prediction error / copy-the-present error).
 - ``val/...``: the last validation metrics, when validation ran.
 - ``clips_per_s``: median training throughput over the second half of the run (this rank).
-- ``skipped_videos``: unreadable inputs skipped (setup probe + load time, all ranks).
+- ``skipped_videos``: distinct unreadable input files skipped (setup probe + load time, all
+  ranks); ``skipped_samples``: samples dropped at load time because their file failed.
 - ``checkpoint``, ``checkpoint_dir``, ``metrics_csv``, ``config``, ``wandb_dir``: paths.
 - ``git_revision``, ``world_size``.
 """
@@ -83,11 +84,7 @@ class SummaryCallback(L.Callback):
                 out[key] = float(v)
         cps = self._series("train/clips_per_s")
         out["clips_per_s"] = round(statistics.median(cps[len(cps) // 2 :]), 3) if cps else None
-        skipped = int(getattr(pl_module, "skipped_in_training", 0))
-        dm = trainer.datamodule
-        if dm is not None and hasattr(dm, "skip_report"):
-            skipped += int(dm.skip_report().get("skipped_videos", 0))
-        out["skipped_videos"] = int(trainer.strategy.reduce(torch.tensor(float(skipped)), reduce_op="sum"))
+        out["skipped_videos"], out["skipped_samples"] = skipped_counts(trainer)
         ckpt_dir = self.run_dir / "checkpoints"
         out["checkpoint"] = str(ckpt_dir / "last.ckpt") if (ckpt_dir / "last.ckpt").exists() else None
         out["checkpoint_dir"] = str(ckpt_dir)
@@ -113,6 +110,24 @@ class SummaryCallback(L.Callback):
         if trainer.is_global_zero:
             (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
             print(format_summary(self.summary, self.run_dir))
+
+
+def skipped_counts(trainer: L.Trainer) -> tuple[int, int]:
+    """(distinct unreadable files, samples dropped at load time) over all ranks.
+
+    Every rank probes the same manifest at setup, so files are de-duplicated across ranks
+    rather than summed; dropped samples are per rank and do add up.
+    """
+    dm = trainer.datamodule
+    report = dm.skip_report() if dm is not None and hasattr(dm, "skip_report") else {}
+    files = set(report.get("skipped_files", []))
+    samples = int(report.get("skipped_samples", 0))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, (sorted(files), samples))
+        files = set().union(*(set(f) for f, _ in gathered))
+        samples = sum(n for _, n in gathered)
+    return len(files), samples
 
 
 def format_summary(summary: dict[str, Any], run_dir: Path) -> str:

@@ -1,0 +1,287 @@
+"""Lightning DataModule over video manifests or the built-in synthetic dataset.
+
+Batches follow the data batch contract (``hjepa.data.dataset``): ``clip`` uint8
+[B, T, H, W, C] (normalise on the device with ``hjepa.data.to_model_input``), ``frame_index``,
+``fps``, ``label``, ``video_index``, ``clip_index``, ``skipped``, ``skipped_files``; synthetic data
+adds ``activity`` and ``positions``; ``mask_fn`` adds ``masks_enc``/``masks_pred``.
+
+The module knows nothing of the model: masks come from an optional ``mask_fn(batch_size) ->
+(masks_enc, masks_pred)`` given by code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from hjepa.data.dataset import (
+    ClipCollator,
+    SyntheticClipDataset,
+    VideoClipDataset,
+    probe_rows,
+    seed_worker,
+    warn_once,
+)
+from hjepa.data.manifests import VideoRow, mix_manifests
+from hjepa.data.readers import READERS, resolve_reader
+from hjepa.data.sampling import SHORT_VIDEO_RULES, ClipSampler
+from hjepa.data.synthetic import SyntheticConfig, SyntheticVideos
+from hjepa.data.transforms import EvalClipTransform, TrainClipTransform
+
+log = logging.getLogger(__name__)
+
+MaskFn = Callable[[int], tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]]
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Video clips for pretraining and evaluation.
+
+    Args:
+        train_manifests: training manifest(s): CSV, space-separated list or a folder; None (and no
+            ``val_manifests``) uses the synthetic dataset.
+        val_manifests: validation manifest(s); None: no validation set (manifest mode).
+        train_weights: one sampling weight per training manifest (mixing); None: concatenate.
+        synthetic: synthetic dataset parameters, used when no manifest is given (None: defaults);
+            its resolution is replaced by ``resolution``.
+        reader: video decoder, 'decord' (falls back to 'pyav' when not importable) or 'pyav'.
+        frames_per_window: frames per window (F); a clip has T = F * num_windows frames.
+        num_windows: windows per clip.
+        frame_step: take every frame_step-th source frame (exclusive with target_fps; default 1).
+        target_fps: sample at this many frames per second of video (exclusive with frame_step).
+        resolution: side of the square frames the model sees, in pixels.
+        batch_size: clips per batch (per process).
+        num_workers: DataLoader worker processes (0: load in the main process).
+        pin_memory: pin batches in page-locked memory (for GPU training).
+        persistent_workers: keep workers alive between epochs (only with num_workers > 0).
+        clips_per_video: evenly spaced clips per video in validation.
+        short_video: videos shorter than a clip: 'pad' (repeat the last frame) or 'skip'.
+        crop_scale: area range of the training random-resized crop.
+        crop_ratio: aspect-ratio range of the training random-resized crop.
+        hflip: random horizontal flip in training (real videos only).
+        min_side: videos whose frames' shorter side is below this many pixels are skipped.
+        probe: open every video at setup (skips and counts bad files early; ~5 ms a file).
+        decode_threads: decoder threads per video (0: the decoder's own choice).
+        seed: seed of clip sampling and augmentation (mixed with worker id and rank).
+        drop_last: drop the last incomplete training batch.
+        mask_fn: code-only: ``mask_fn(batch_size) -> (masks_enc, masks_pred)`` applied to every
+            batch (lists of long [B, K]).
+    """
+
+    def __init__(
+        self,
+        train_manifests: str | list[str] | None = None,
+        val_manifests: str | list[str] | None = None,
+        train_weights: list[float] | None = None,
+        synthetic: SyntheticConfig | None = None,
+        reader: Literal["decord", "pyav"] = "decord",
+        frames_per_window: int = 8,
+        num_windows: int = 4,
+        frame_step: int | None = None,
+        target_fps: float | None = None,
+        resolution: int = 64,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        clips_per_video: int = 1,
+        short_video: Literal["pad", "skip"] = "pad",
+        crop_scale: tuple[float, float] = (0.3, 1.0),
+        crop_ratio: tuple[float, float] = (0.75, 1.35),
+        hflip: bool = True,
+        min_side: int = 16,
+        probe: bool = True,
+        decode_threads: int = 1,
+        seed: int = 0,
+        drop_last: bool = True,
+        mask_fn: MaskFn | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["mask_fn"])
+        _check("reader", reader, reader in READERS, f"must be one of {READERS}")
+        _check("short_video", short_video, short_video in SHORT_VIDEO_RULES, f"must be one of {SHORT_VIDEO_RULES}")
+        for key, value in (("frames_per_window", frames_per_window), ("num_windows", num_windows),
+                           ("resolution", resolution), ("batch_size", batch_size),
+                           ("clips_per_video", clips_per_video), ("min_side", min_side)):
+            _check(key, value, isinstance(value, int) and value >= 1, "must be an integer >= 1")
+        _check("num_workers", num_workers, num_workers >= 0, "must be >= 0")
+        _check("decode_threads", decode_threads, decode_threads >= 0, "must be >= 0")
+        _check("crop_scale", crop_scale, 0 < crop_scale[0] <= crop_scale[1] <= 1, "need 0 < low <= high <= 1")
+        _check("crop_ratio", crop_ratio, 0 < crop_ratio[0] <= crop_ratio[1], "need 0 < low <= high")
+        if train_manifests is None and val_manifests is not None:
+            raise ValueError("val_manifests is set but train_manifests is not: give both or neither")
+        if train_manifests is not None and synthetic is not None:
+            raise ValueError("give train_manifests or synthetic, not both")
+        if train_weights is not None and train_manifests is None:
+            raise ValueError("train_weights needs train_manifests")
+        # Refuses frame_step together with target_fps, with the values.
+        self.sampler = ClipSampler(frames_per_window, num_windows, frame_step, target_fps, short_video)
+        self.train_manifests = train_manifests
+        self.val_manifests = val_manifests
+        self.train_weights = train_weights
+        self.synthetic = synthetic
+        self.reader = reader
+        self.resolution = resolution
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.clips_per_video = clips_per_video
+        self.crop_scale = tuple(crop_scale)
+        self.crop_ratio = tuple(crop_ratio)
+        self.hflip = hflip
+        self.min_side = min_side
+        self.probe = probe
+        self.decode_threads = decode_threads
+        self.seed = seed
+        self.drop_last = drop_last
+        self.mask_fn = mask_fn
+        self.train_dataset: VideoClipDataset | SyntheticClipDataset | None = None
+        self.val_dataset: VideoClipDataset | SyntheticClipDataset | None = None
+        self._train_row_weights: list[float] | None = None
+        self._skipped: dict[str, str] = {}  # file -> reason, from the probe and from batches
+        self._skipped_samples = 0  # samples dropped at load time (a file may count once per epoch)
+        self._built = False
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.train_manifests is None
+
+    @property
+    def num_frames(self) -> int:
+        """T, frames per clip."""
+        return self.sampler.num_frames
+
+    # -- setup ------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Build the datasets once (probing the videos of manifests)."""
+        if self._built:
+            return
+        if self.is_synthetic:
+            cfg = dataclasses.replace(self.synthetic or SyntheticConfig(), resolution=self.resolution)
+            self.synthetic_config = cfg
+            videos = SyntheticVideos(cfg)
+            self.train_dataset = SyntheticClipDataset(videos, "train", self.sampler, True, seed=self.seed)
+            self.val_dataset = SyntheticClipDataset(
+                videos, "validation", self.sampler, False, self.clips_per_video, seed=self.seed
+            )
+            if len(self.train_dataset) == 0:
+                raise RuntimeError("synthetic.num_train_videos=0: no training video")
+        else:
+            resolve_reader(self.reader)  # logs the PyAV fallback once, here
+            rows, weights = mix_manifests(_as_list(self.train_manifests), self.train_weights)
+            rows, weights = self._usable(rows, weights, "training", self.train_manifests)
+            self._train_row_weights = weights if self.train_weights is not None else None
+            self.train_dataset = self._video_dataset(rows, train=True)
+            if self.val_manifests is not None:
+                vrows, _ = mix_manifests(_as_list(self.val_manifests))
+                vrows, _ = self._usable(vrows, [1.0] * len(vrows), "validation", self.val_manifests)
+                self.val_dataset = self._video_dataset(vrows, train=False)
+        self._built = True
+
+    def _usable(
+        self, rows: list[VideoRow], weights: list[float], what: str, manifests: Any
+    ) -> tuple[list[VideoRow], list[float]]:
+        """Drop (and count) the rows whose video is missing or, with ``probe``, unusable."""
+        if self.probe:
+            ok, bad = probe_rows(rows, self.reader, self.min_side)
+        else:
+            ok = [r for r in rows if Path(r.path).is_file()]
+            bad = [(r.path, "file does not exist") for r in rows if not Path(r.path).is_file()]
+            for path, why in bad:
+                warn_once(path, why)
+        self._skipped.update(dict(bad))
+        if not ok:
+            reasons = "; ".join(f"{p}: {why}" for p, why in bad[:3])
+            raise RuntimeError(
+                f"all {len(rows)} {what} videos of {manifests} are unusable ({len(bad)} skipped), "
+                f"e.g. {reasons}"
+            )
+        if bad:
+            log.warning("%d of %d %s videos skipped at setup", len(bad), len(rows), what)
+        keep = {id(r) for r in ok}
+        return ok, [w for r, w in zip(rows, weights) if id(r) in keep]
+
+    def _video_dataset(self, rows: list[VideoRow], train: bool) -> VideoClipDataset:
+        transform = (
+            TrainClipTransform(self.resolution, self.crop_scale, self.crop_ratio, self.hflip)
+            if train
+            else EvalClipTransform(self.resolution)
+        )
+        return VideoClipDataset(
+            rows, self.sampler, transform, train, self.clips_per_video, self.reader,
+            self.min_side, self.decode_threads, self.seed,
+        )
+
+    # -- loaders ----------------------------------------------------------------------------
+    def collator(self) -> ClipCollator:
+        n_obj = self.synthetic_config.num_objects if self.is_synthetic and self._built else None
+        return ClipCollator(self.num_frames, self.resolution, self.mask_fn, n_obj)
+
+    def _loader(self, dataset: Any, train: bool) -> DataLoader:
+        sampler = None
+        if train and self._train_row_weights is not None:
+            sampler = WeightedRandomSampler(self._train_row_weights, num_samples=len(dataset), replacement=True)
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and workers > 0,
+            drop_last=self.drop_last if train else False,
+            collate_fn=self.collator(),
+            worker_init_fn=seed_worker if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup("validate")
+        if self.val_dataset is None or len(self.val_dataset) == 0:
+            return []
+        return self._loader(self.val_dataset, train=False)
+
+    # -- skip accounting --------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the samples dropped in worker processes (the trainer calls this per batch)."""
+        self.record_batch(batch)
+        return batch
+
+    def record_batch(self, batch: dict[str, Any]) -> None:
+        """Add a batch's ``skipped``/``skipped_files`` to the skip report (for loops without a trainer)."""
+        if isinstance(batch, dict) and "skipped" in batch:
+            self._skipped_samples += int(batch["skipped"])
+            for f in batch.get("skipped_files", []):
+                self._skipped.setdefault(f, "failed while loading")
+
+    def skip_report(self) -> dict[str, Any]:
+        """Bad inputs seen so far: at setup (probe) and while loading (recorded batches).
+
+        ``skipped_videos``: distinct files skipped; ``skipped_files``: their paths (sorted);
+        ``skipped_samples``: samples dropped at load time; ``reasons``: file -> why.
+        """
+        return {
+            "skipped_videos": len(self._skipped),
+            "skipped_files": sorted(self._skipped),
+            "skipped_samples": self._skipped_samples,
+            "reasons": dict(sorted(self._skipped.items())),
+        }
+
+
+def _check(key: str, value: Any, ok: bool, why: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r}: {why}")
+
+
+def _as_list(x: str | Sequence[str]) -> list[str]:
+    return [x] if isinstance(x, (str, Path)) else list(x)
