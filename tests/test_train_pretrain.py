@@ -200,3 +200,40 @@ def test_wandb_offline_works_without_network_or_login(tmp_path: Path) -> None:
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert runs, "no offline wandb run folder"
     assert list(runs[0].glob("*.wandb")), "the offline run recorded nothing"
+
+
+def _manifest_with_bad_files(tmp_path: Path, num_bad: int, num_good: int = 2) -> Path:
+    from hjepa.data.synthetic import SyntheticConfig, write_synthetic_dataset
+
+    rows = []
+    if num_good:
+        write_synthetic_dataset(tmp_path / "syn", SyntheticConfig(num_train_videos=num_good, num_val_videos=0,
+                                                                  frames_per_video=48, resolution=32))
+        rows = [str(tmp_path / "syn" / line.split(",")[0])
+                for line in (tmp_path / "syn" / "manifest_train.csv").read_text().splitlines()[1:]]
+    bad = [tmp_path / "empty.mp4", tmp_path / "noise.mp4", tmp_path / "missing.mp4"][:num_bad]
+    if num_bad > 0:
+        bad[0].write_bytes(b"")
+    if num_bad > 1:
+        bad[1].write_bytes(torch.randint(0, 256, (5000,), dtype=torch.uint8).numpy().tobytes())
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path\n" + "\n".join(rows + [str(b) for b in bad]) + "\n")
+    return manifest
+
+
+def test_unreadable_videos_are_skipped_and_counted_in_summary(tmp_path: Path) -> None:
+    manifest = _manifest_with_bad_files(tmp_path, num_bad=3)
+    summary = main(["--run_dir", str(tmp_path / "run"), "--logger.wandb=false", "--trainer.max_steps=2",
+                    "--data.train_manifests", str(manifest), "--data.resolution=32", "--data.batch_size=2",
+                    "--data.num_windows=4"])
+    assert summary["steps"] == 2
+    assert summary["skipped_videos"] == 3
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_videos"] == 3
+
+
+def test_a_run_where_every_input_is_bad_stops_at_once_with_a_clear_error(tmp_path: Path) -> None:
+    manifest = _manifest_with_bad_files(tmp_path, num_bad=3, num_good=0)
+    with pytest.raises(Exception, match="(?i)all|every|no readable") as err:
+        main(["--run_dir", str(tmp_path / "run"), "--logger.wandb=false", "--trainer.max_steps=2",
+              "--data.train_manifests", str(manifest), "--data.resolution=32", "--data.batch_size=2"])
+    assert "3" in str(err.value)

@@ -15,12 +15,7 @@ def run_function_cli(fn: Callable[..., Any], argv: list[str], prog: str, descrip
     parser = ArgumentParser(prog=prog, description=description, exit_on_error=True)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     parser.add_function_arguments(fn, as_group=False)
-    parser.add_argument("--print_config", action="store_true", help="print the resolved options and exit")
-    cfg = parser.parse_args(argv)
-    if cfg.pop("print_config"):
-        cfg.pop("config", None)
-        print(parser.dump(cfg, skip_none=False))
-        return None
+    cfg = parser.parse_args(argv)  # --print_config is handled (and exits) here
     cfg.pop("config", None)
     init = parser.instantiate_classes(cfg)
     return fn(**init.as_dict())
