@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import Tensor
 from torch.utils.data import default_collate, get_worker_info
 

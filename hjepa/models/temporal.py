@@ -6,6 +6,10 @@ Level k hands level k+1 its step tokens ``[B, S, Q', D']``. A ``StepPooler`` gro
 over steps, so the representation at step s depends on level-k steps < (s+1)*r only.
 Trailing level-k steps that do not fill a whole group are dropped (they would describe a
 step the clip does not finish).
+
+Positions are rotary (RoPE over (step, token)), not added: a clip starts anywhere in a video,
+so a representation should not carry its absolute step index, and an added time code would
+let a predictor "beat" the copy-the-present baseline by predicting the code alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hjepa.models.layers import Block
-from hjepa.models.pos_embed import sincos_1d
+from hjepa.models.rope import rope_tables
 
 
 def step_causal_mask(num_steps: int, tokens_per_step: int, device: torch.device | None = None) -> torch.Tensor:
@@ -110,7 +114,8 @@ class TemporalEncoder(nn.Module):
         self.embed = nn.Linear(in_dim, dim)
         self.query_embed = nn.Parameter(torch.zeros(num_queries, dim))
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(Block(dim, num_heads, drop_path=r) for r in dpr)
+        self.head_dim = dim // num_heads
+        self.blocks = nn.ModuleList(Block(dim, num_heads, drop_path=r, use_rope=True) for r in dpr)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         nn.init.trunc_normal_(self.query_embed, std=0.02)
         for m in self.modules():
@@ -126,10 +131,13 @@ class TemporalEncoder(nn.Module):
         """x: [B, S_in, Q', D'] level-below step tokens -> [B, S_in // stride, Q, D]."""
         x = self.pool(x)
         b, s, q, _ = x.shape
-        time_pos = sincos_1d(self.embed_dim, torch.arange(s, device=x.device)).to(x)  # [S, D]
-        x = self.embed(x) + time_pos[None, :, None, :] + self.query_embed[None, None]
+        x = self.embed(x) + self.query_embed[None, None]
         x = x.reshape(b, s * q, self.embed_dim)
+        step = torch.arange(s, device=x.device).repeat_interleave(q)
+        token = torch.arange(q, device=x.device).repeat(s)
+        pos = torch.stack([step, token, torch.zeros_like(step)], dim=-1)[None]  # [1, S*Q, 3] (t, h, w)
+        rope = rope_tables(pos, self.head_dim, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
         mask = step_causal_mask(s, q, x.device)
         for blk in self.blocks:
-            x = blk(x, attn_mask=mask)
+            x = blk(x, attn_mask=mask, rope=rope)
         return self.norm(x).reshape(b, s, q, self.embed_dim)

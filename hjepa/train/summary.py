@@ -152,6 +152,6 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
             f"{f(s('eff_rank_final'), 1):>10} {f(s('std_final')):>7}"
         )
         k += 1
-    lines.append(f"copy ratio < 1: the level predicts its future better than copying the present")
+    lines.append("copy ratio < 1: the level predicts its future better than copying the present")
     lines.append(f"run folder: {run_dir}  (summary.json, checkpoints/last.ckpt, config.yaml, csv/)")
     return "\n".join(lines)
