@@ -41,8 +41,9 @@ def run(tmp_path: Path, *args: str) -> dict:
     return main(["--run_dir", str(tmp_path), *TINY, *args])
 
 
-def test_fast_dev_run(tmp_path: Path) -> None:
-    summary = run(tmp_path, "--trainer.fast_dev_run=true")
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fast_dev_run(tmp_path: Path, precision: str) -> None:
+    summary = run(tmp_path, "--trainer.fast_dev_run=true", f"--trainer.precision={precision}")
     assert summary["steps"] == 1
     assert math.isfinite(summary["loss_final"])
 

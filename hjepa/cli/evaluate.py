@@ -1,0 +1,15 @@
+"""``hjepa evaluate --ckpt C --out DIR``: prediction error by level and horizon (in seconds),
+copy-the-present and mean-target baselines, retrieval, collapse statistics and probes.
+
+See ``hjepa.eval.evaluate.run_evaluate`` for every option and the ``summary.json`` keys.
+"""
+
+from __future__ import annotations
+
+from hjepa.cli.function_cli import run_function_cli
+
+
+def main(argv: list[str]) -> None:
+    from hjepa.eval.evaluate import run_evaluate
+
+    run_function_cli(run_evaluate, argv, "hjepa evaluate", __doc__.split("\n\n")[0], aliases={"--out": "--out_dir"})
