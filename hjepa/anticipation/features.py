@@ -1,0 +1,179 @@
+"""Anticipation features from an H-JEPA: context at the observation end, predictions at the action start.
+
+For an observed clip ending ``tau_a`` seconds before an action, every level k gives two token sets:
+
+* ``ctx{k}``: ``[B, Q_k, D_k]``, the context encoder's tokens of the clip's last level-k step
+  (what the level knows at the end of observation);
+* ``pred{k}``: ``[B, Q_k, D_k]``, the level's prediction of the step in which the action
+  starts, ``n_k = ceil(tau_a / step_k)`` of its own steps ahead (``step_k`` = seconds one
+  level-k step spans). When ``n_k`` exceeds the level's horizon ``h_k`` the predictor is
+  rolled forward: its predictions for the next ``h_k`` steps are appended to the context and
+  it predicts again from there, until step ``n_k`` is reached.
+
+Predictions live in the target space (``layer_norm`` of the target encoder's tokens, no
+affine); to append them to the context they are mapped back to the context's scale with the
+per-token mean and standard deviation of the last observed context step.
+
+The functions take ``grad`` so fine-tuning can run the same code with gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from hjepa.anticipation.windows import anticipation_steps
+
+
+def level_step_seconds(model, level: int, sample_fps: float) -> float:
+    """Seconds one step of ``level`` (0-based) spans when clip frames are ``1 / sample_fps`` apart."""
+    return model.step_frames(level) / sample_fps
+
+
+def clip_frames(model, num_levels: int, num_windows: int | None = None, tau_o: float | None = None,
+                sample_fps: float | None = None) -> int:
+    """Frames ``T`` of the observed clip.
+
+    ``T`` is a whole number of windows and of top-level steps, so the last step of every level
+    ends exactly at the observation end. ``num_windows`` fixes it; ``tau_o`` (seconds, with
+    ``sample_fps``) takes the nearest valid length; neither: the shortest valid clip that gives
+    every level the ``horizon + 1`` steps it was pretrained with (``config.min_frames()``).
+    """
+    fpw = model.config.frames_per_window
+    unit = math.lcm(fpw, model.step_frames(num_levels - 1))
+    if num_windows is not None:
+        t = num_windows * fpw
+        if t % unit:
+            raise ValueError(
+                f"num_windows={num_windows} gives {t} frames; every level's last step must end at the clip end, "
+                f"so the clip needs a multiple of {unit} frames ({unit // fpw} windows)"
+            )
+        return t
+    if tau_o is not None:
+        if sample_fps is None:
+            raise ValueError("tau_o needs the sampling rate to turn seconds into frames")
+        return unit * max(1, round(tau_o * sample_fps / unit))
+    return unit * max(1, math.ceil(model.config.min_frames() / unit))
+
+
+def _grid_hw(model, clip: Tensor) -> tuple[int, int]:
+    _, hg, wg = model.levels[0].encoder.grid(clip.shape)
+    return hg, wg
+
+
+def encode_levels(model, clip: Tensor, num_levels: int, grad: bool = False) -> list[Tensor]:
+    """Context step tokens of levels 1..num_levels: list of ``[B, S_k, Q_k, D_k]``.
+
+    Mirrors ``HJEPA.encode`` (level k+1 reads level k's target or context tokens, as the
+    model was configured) but can keep gradients for fine-tuning.
+    """
+    x = clip
+    out = []
+    with torch.set_grad_enabled(grad):
+        for level in list(model.levels)[:num_levels]:
+            context = level.encode_context(x)
+            out.append(context)
+            if len(out) < num_levels:
+                if model.config.level_input == "target":
+                    x = level.encode_target(x, context).detach()
+                else:
+                    x = context
+    return out
+
+
+def _to_context_scale(pred: Tensor, reference: Tensor) -> Tensor:
+    """Map layer-normed predictions ``[B, n, Q, D]`` to the scale of ``reference`` ``[B, Q, D]``."""
+    mean = reference.mean(dim=-1, keepdim=True)[:, None]
+    std = reference.std(dim=-1, keepdim=True, unbiased=False)[:, None]
+    return pred * std + mean
+
+
+def rollout(level, context: Tensor, steps: int, grid_hw: tuple[int, int] | None) -> Tensor:
+    """Predictions of the ``steps`` steps after the clip: ``[B, steps, Q, D]`` (target space).
+
+    ``context``: ``[B, S, Q, D]``. Up to the level's horizon the predictor answers directly;
+    beyond it, predictions are appended to the context and the predictor goes on from there.
+    """
+    horizon = level.cfg.horizon
+    ctx, preds, done = context, [], 0
+    while done < steps:
+        k = min(horizon, steps - done)
+        t = ctx.shape[1] - 1
+        pairs = torch.stack([torch.full((k,), t), torch.arange(1, k + 1)], dim=1).to(ctx.device)
+        pred = level.predict_pairs(ctx, pairs, grid_hw)  # [B, k, Q, D]
+        preds.append(pred)
+        done += k
+        if done < steps:
+            ctx = torch.cat([ctx, _to_context_scale(pred, context[:, -1])], dim=1)
+    return torch.cat(preds, dim=1)
+
+
+def clip_features(
+    model,
+    clip: Tensor,
+    tau_a: Sequence[float],
+    sample_fps: Sequence[float],
+    num_levels: int,
+    grad: bool = False,
+    token_grid: int | None = None,
+) -> dict[str, Tensor]:
+    """Token sets of a batch of observed clips.
+
+    Args:
+        model: an ``HJEPA``.
+        clip: ``[B, C, T, H, W]`` normalised clips, each ending at its observation end.
+        tau_a: seconds from each clip's end to its action's start, ``[B]``.
+        sample_fps: each clip's frame rate (frames per second of the clip), ``[B]``.
+        num_levels: levels 1..num_levels are used.
+        grad: keep gradients (fine-tuning).
+        token_grid: average-pool level 1's spatial tokens to ``token_grid x token_grid``
+            (None: keep the ``Hg x Wg`` grid); the heads then read fewer tokens, and cached
+            features take less memory.
+
+    Returns:
+        ``{"ctx1": [B, Q_1, D_1], ..., "pred1": [B, Q_1, D_1], ...}``.
+    """
+    b = clip.shape[0]
+    if len(tau_a) != b or len(sample_fps) != b:
+        raise ValueError(f"{len(tau_a)} tau_a and {len(sample_fps)} rates for a batch of {b}")
+    grid = _grid_hw(model, clip)
+    contexts = encode_levels(model, clip, num_levels, grad)
+    out: dict[str, Tensor] = {}
+    rows = torch.arange(b, device=clip.device)
+    with torch.set_grad_enabled(grad):
+        for k, context in enumerate(contexts):
+            out[f"ctx{k + 1}"] = context[:, -1]
+            steps = [anticipation_steps(t, level_step_seconds(model, k, r)) for t, r in zip(tau_a, sample_fps)]
+            level = model.levels[k]
+            preds = rollout(level, context, max(steps), grid if k == 0 else None)  # [B, n_max, Q, D]
+            out[f"pred{k + 1}"] = preds[rows, torch.tensor(steps, device=clip.device) - 1]
+    if token_grid is not None:
+        for key in ("ctx1", "pred1"):
+            out[key] = pool_grid(out[key], grid, token_grid)
+    return out
+
+
+def pool_grid(tokens: Tensor, grid_hw: tuple[int, int], size: int) -> Tensor:
+    """``[B, Hg*Wg, D]`` spatial tokens -> ``[B, h*w, D]`` with ``h, w = min(size, Hg), min(size, Wg)``."""
+    b, n, d = tokens.shape
+    hg, wg = grid_hw
+    if n != hg * wg:
+        raise ValueError(f"{n} tokens do not form the {hg}x{wg} grid")
+    h, w = min(size, hg), min(size, wg)
+    if (h, w) == (hg, wg):
+        return tokens
+    x = tokens.transpose(1, 2).reshape(b, d, hg, wg)
+    return torch.nn.functional.adaptive_avg_pool2d(x, (h, w)).flatten(2).transpose(1, 2)
+
+
+@torch.no_grad()
+def feature_shapes(model, num_frames: int, crop_size: int, num_levels: int,
+                   token_grid: int | None = None) -> dict[str, tuple[int, int]]:
+    """``(tokens, width)`` of every token set ``clip_features`` returns, from one blank clip."""
+    p = next(model.parameters())
+    clip = torch.zeros(1, 3, num_frames, crop_size, crop_size, device=p.device, dtype=p.dtype)
+    feats = clip_features(model, clip, [0.0], [1.0], num_levels, token_grid=token_grid)
+    return {k: (int(v.shape[1]), int(v.shape[2])) for k, v in feats.items()}

@@ -1,0 +1,232 @@
+"""Heads trained on cached features: the ablation's head specs, the feature container, the loop.
+
+With a frozen backbone the features of every action are computed once (``features.py``) and
+kept as a :class:`FeatureSet`; every head of the ablation then trains on the same tensors in
+one loop, one optimiser, one pass over the data per epoch. The heads do not share parameters,
+so summing their losses trains each exactly as if it were alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hjepa.anticipation.head import AttentiveProbe, LossName, head_loss
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head of the ablation: its name and the token sets it reads (``ctx1``, ``pred2``, ...)."""
+
+    name: str
+    sources: tuple[str, ...]
+
+
+def ablation_specs(num_levels: int, ablation: bool = True) -> list[HeadSpec]:
+    """Heads on levels 1..k (k = 1..L), each with and without the predicted tokens.
+
+    Names: ``L1``, ``L1+pred``, ``L1-2``, ``L1-2+pred``, ... The last one (``L1-L+pred``, every
+    level's context and prediction) is the main head. Without ``ablation`` only the main head.
+    """
+    if num_levels < 1:
+        raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+    specs = []
+    for k in range(1, num_levels + 1):
+        levels = "L1" if k == 1 else f"L1-{k}"
+        ctx = tuple(f"ctx{i}" for i in range(1, k + 1))
+        pred = tuple(f"pred{i}" for i in range(1, k + 1))
+        specs.append(HeadSpec(levels, ctx))
+        specs.append(HeadSpec(f"{levels}+pred", ctx + pred))
+    return specs if ablation else specs[-1:]
+
+
+def main_head_name(num_levels: int) -> str:
+    return ablation_specs(num_levels, ablation=False)[0].name
+
+
+@dataclass
+class FeatureSet:
+    """Cached features of N actions.
+
+    ``tokens[name]``: ``[N, Q, D]`` token set (``ctx{k}``: level k's context tokens at the
+    observation end; ``pred{k}``: level k's predicted tokens at the action start);
+    ``targets[output]``: ``[N]`` class indices (-1 where the action is not in the vocabulary);
+    ``uids``: segment id of each row (repeated when several ``tau_a`` were drawn).
+    """
+
+    tokens: dict[str, Tensor]
+    targets: dict[str, Tensor]
+    uids: list[str]
+    tau_a: Tensor = field(default_factory=lambda: torch.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def subset(self, index: Tensor) -> "FeatureSet":
+        rows = index.tolist()
+        return FeatureSet(
+            {k: v[index] for k, v in self.tokens.items()},
+            {k: v[index] for k, v in self.targets.items()},
+            [self.uids[i] for i in rows],
+            self.tau_a[index] if len(self.tau_a) else self.tau_a,
+        )
+
+    def labelled(self) -> Tensor:
+        """Indices of rows whose action is in the vocabulary."""
+        first = next(iter(self.targets.values()))
+        return (first >= 0).nonzero().flatten()
+
+    @staticmethod
+    def cat(parts: Sequence["FeatureSet"]) -> "FeatureSet":
+        return FeatureSet(
+            {k: torch.cat([p.tokens[k] for p in parts]) for k in parts[0].tokens},
+            {k: torch.cat([p.targets[k] for p in parts]) for k in parts[0].targets},
+            [u for p in parts for u in p.uids],
+            torch.cat([p.tau_a for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Probe architecture (see :class:`AttentiveProbe`)."""
+
+    dim: int = 256
+    depth: int = 1
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+
+def build_heads(
+    specs: Sequence[HeadSpec],
+    shapes: Mapping[str, tuple[int, int]],
+    num_classes: Mapping[str, int],
+    cfg: HeadConfig,
+) -> nn.ModuleDict:
+    """One :class:`AttentiveProbe` per spec, reading the token sets (``name: (tokens, width)``) it names."""
+    heads = nn.ModuleDict()
+    for spec in specs:
+        missing = [s for s in spec.sources if s not in shapes]
+        if missing:
+            raise ValueError(f"head {spec.name} needs token sets {missing}; available: {sorted(shapes)}")
+        heads[spec.name] = AttentiveProbe(
+            [tuple(shapes[s]) for s in spec.sources], num_classes, cfg.dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
+            cfg.dropout,
+        )
+    return heads
+
+
+def set_input_stats(heads: nn.ModuleDict, specs: Sequence[HeadSpec], tokens: Mapping[str, Tensor]) -> None:
+    """Standardise every head's inputs with the statistics of ``tokens`` (the training features)."""
+    for spec in specs:
+        heads[spec.name].set_input_stats([tokens[s] for s in spec.sources])
+
+
+def param_groups(module: nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases, norms and embeddings/queries (1-D or 2-D tables)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or name.endswith(("queries", "source_embed")) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    return [g for g in groups if g["params"]]
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """lr multiplier at ``step``: linear warmup to 1, then cosine to 0 at ``total``."""
+    if total <= 0:
+        return 1.0
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation of the heads (and, when fine-tuning, of the backbone)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    loss: LossName = "ce"
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+
+
+def _batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> Iterator[Tensor]:
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
+def fit_heads(
+    heads: nn.ModuleDict,
+    specs: Sequence[HeadSpec],
+    train: FeatureSet,
+    opt: OptimConfig,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Train every head on the labelled rows of ``train``; return each head's last-epoch mean loss."""
+    device = torch.device(device)
+    heads.to(device).train()
+    rows = train.labelled()
+    if len(rows) == 0:
+        raise ValueError("no training rows with a known action")
+    data = train.subset(rows)
+    steps_per_epoch = math.ceil(len(data) / opt.batch_size)
+    total, warmup = opt.epochs * steps_per_epoch, int(opt.warmup_epochs * steps_per_epoch)
+    optim = torch.optim.AdamW(param_groups(heads, opt.weight_decay, opt.lr), lr=opt.lr)
+    base = [g["lr"] for g in optim.param_groups]
+    g = torch.Generator().manual_seed(seed)
+    step, last = 0, {}
+    for epoch in range(opt.epochs):
+        sums = {s.name: 0.0 for s in specs}
+        for idx in _batches(len(data), opt.batch_size, True, g):
+            for group, lr in zip(optim.param_groups, base):
+                group["lr"] = lr * warmup_cosine(step, total, warmup)
+            targets = {k: v[idx].to(device) for k, v in data.targets.items()}
+            loss = 0.0
+            for spec in specs:
+                sources = [data.tokens[s][idx].to(device, non_blocking=True) for s in spec.sources]
+                l_head = head_loss(heads[spec.name](sources), targets, opt.loss, opt.label_smoothing, opt.focal_gamma, opt.focal_alpha)
+                sums[spec.name] += l_head.item() * len(idx)
+                loss = loss + l_head
+            optim.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            optim.step()
+            step += 1
+        last = {k: v / len(data) for k, v in sums.items()}
+        if log is not None:
+            log(f"epoch {epoch + 1}/{opt.epochs} " + " ".join(f"{k}={v:.3f}" for k, v in last.items()))
+    return last
+
+
+@torch.no_grad()
+def predict_heads(
+    heads: nn.ModuleDict,
+    specs: Sequence[HeadSpec],
+    feats: FeatureSet,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, Tensor]]:
+    """Logits ``{head: {output: [N, C]}}`` for every row of ``feats`` (on the CPU)."""
+    device = torch.device(device)
+    heads.to(device).eval()
+    out: dict[str, dict[str, list[Tensor]]] = {s.name: {} for s in specs}
+    for idx in _batches(len(feats), batch_size, False, None):
+        for spec in specs:
+            logits = heads[spec.name]([feats.tokens[s][idx].to(device) for s in spec.sources])
+            for k, v in logits.items():
+                out[spec.name].setdefault(k, []).append(v.float().cpu())
+    return {h: {k: torch.cat(v) for k, v in d.items()} for h, d in out.items()}

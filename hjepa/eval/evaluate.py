@@ -1,0 +1,287 @@
+"""``hjepa evaluate``: what every level of a trained H-JEPA predicts, how far ahead, how well."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from hjepa.eval.data import checkpoint_data_config, eval_datamodule
+from hjepa.eval.probes import split_by_group, train_probe
+from hjepa.eval.scoring import ScoreResult, score_model
+
+__all__ = ["run_evaluate", "evaluation_plots"]
+
+log = logging.getLogger(__name__)
+
+
+def run_evaluate(
+    ckpt: str,
+    out_dir: str = "runs/evaluate",
+    data: str | None = None,
+    reader: Literal["decord", "pyav"] = "decord",
+    resolution: int | None = None,
+    frame_step: int | None = None,
+    num_windows: int | None = None,
+    clips_per_video: int = 1,
+    max_clips: int | None = 256,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    similarity: Literal["l1", "cosine"] = "l1",
+    rollout: bool = True,
+    probes: bool = True,
+    probe_steps: int = 300,
+    probe_max_steps: int = 4000,
+    probe_val_fraction: float = 0.3,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on held-out clips; write ``summary.json`` and plots to ``out_dir``.
+
+    Args:
+        ckpt: a ``.ckpt`` from ``hjepa pretrain`` or an ``hjepa export`` folder.
+        out_dir: output folder (created).
+        data: manifest of held-out videos (CSV, space-separated list or folder); default: the
+            synthetic validation split, generated with the checkpoint's synthetic settings.
+        reader: video decoder.
+        resolution, frame_step, num_windows: clip sampling; default: what the checkpoint was
+            trained with (else 64 px, every frame, the fewest windows the model accepts).
+        clips_per_video: evenly spaced clips per video.
+        max_clips: stop after this many clips (None: all).
+        batch_size: clips per batch. Retrieval ranks the true future among the steps of
+            the clips of one batch, so chance level depends on it (reported).
+        num_workers: loader worker processes.
+        similarity: retrieval similarity: ``l1`` (negative mean absolute difference, the
+            training distance) or ``cosine``.
+        rollout: also score level 1 rolled out to each higher level's horizons.
+        probes: train linear and attentive probes on frozen step features.
+        probe_steps: optimisation steps per probe.
+        probe_max_steps: at most this many steps (samples) per level enter the probes.
+        probe_val_fraction: share of clips held out to score the probes.
+        device: ``cpu`` or ``cuda``.
+        seed: seed of data sampling and probe splits / initialisation.
+
+    Returns:
+        The summary (also ``out_dir/summary.json``): flat, numbers, strings or null.
+
+        Run: ``ckpt``, ``data`` (``synthetic:validation`` or the manifest), ``num_clips``,
+        ``batch_size``, ``similarity``, ``num_levels``, ``skipped_videos`` (bad inputs skipped),
+        ``skipped_samples``, ``wall_time_s``, ``error_plot`` / ``retrieval_plot`` (paths).
+
+        Per level k (1-based) and horizon j (``level{k}/h{j}/...``):
+
+        - ``horizon_s``: seconds between the last context frame and the predicted step's last frame;
+        - ``l1``: mean |prediction - layer_norm(target)|; ``cosine``: their cosine similarity;
+        - ``copy_l1`` / ``copy_cosine``: the same for copy-the-present (the present step's target
+          as the prediction); ``mean_l1``: for the mean target over the evaluated set;
+        - ``copy_ratio`` = ``l1 / copy_l1``, ``mean_ratio`` = ``l1 / mean_l1`` (below 1: better
+          than the baseline);
+        - ``retrieval_top1`` / ``retrieval_mrr``: the prediction picks the true future among
+          all steps of all clips in the batch but the present one (top-1 accuracy, mean
+          reciprocal rank); ``retrieval_chance_top1`` / ``retrieval_chance_mrr``: a random pick;
+          ``copy_retrieval_top1`` / ``copy_retrieval_mrr``: the present used as the query;
+          ``retrieval_clips_*`` / ``copy_retrieval_clips_*``: the same, ranked only among the
+          clips' steps at the true future's time (one per clip: is it *this* clip's future?
+          Time position, which targets may encode, cannot help here; chance = 1 / batch size);
+        - levels >= 2 only, ``level1_rollout_retrieval_top1`` / ``_mrr`` (and ``_chance_*``):
+          level 1 rolled out to the same time, ranked among the level-1 steps that end where
+          level k's steps end (same number of candidates, same times); ``..._clips_*`` likewise;
+        - ``count``: predictions scored.
+
+        Per level: ``level{k}/step_s`` (seconds per step), ``level{k}/context_std_mean`` /
+        ``context_std_min`` (per-dimension std of context tokens), ``level{k}/context_eff_rank``,
+        ``target_eff_rank`` (effective rank of step embeddings, mean over tokens) and
+        ``*_eff_rank_ratio`` (divided by its maximum), ``*_step_std_mean``.
+
+        Probes (``probes``): ``level{k}/probe_{kind}/{factor}`` (held-out accuracy for classes,
+        R² for positions), ``..._train`` (training split), kind ``linear`` or ``attentive``;
+        ``probe/{factor}/chance`` (majority-class accuracy; 0 for R²), ``probe/{factor}/metric``
+        (``accuracy`` or ``r2``). Factors: synthetic ``activity`` (the current action) and
+        ``position`` (object centres at the step's last frame); a manifest's ``label``.
+    """
+    from hjepa.data.transforms import to_model_input
+    from hjepa.loading import load_pretrained
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if max_clips is not None and max_clips < 1:
+        raise ValueError(f"max_clips={max_clips}: must be >= 1 or None")
+    if not 0 < probe_val_fraction < 1:
+        raise ValueError(f"probe_val_fraction={probe_val_fraction}: must be in (0, 1)")
+    if similarity not in ("l1", "cosine"):
+        raise ValueError(f"similarity={similarity!r}: must be 'l1' or 'cosine'")
+    model = load_pretrained(ckpt, map_location=device)
+    trained = checkpoint_data_config(ckpt)
+    dm = eval_datamodule(model.config, data, trained, reader=reader, resolution=resolution, frame_step=frame_step,
+                         num_windows=num_windows, clips_per_video=clips_per_video, batch_size=batch_size,
+                         num_workers=num_workers, seed=seed)
+    dm.setup("validate")
+    loader = dm.val_dataloader()
+    if not loader:
+        raise ValueError(f"no held-out clips in {data or 'the synthetic validation split'}")
+
+    passes = [0]
+
+    def batches():
+        # score_model walks the data twice (mean target, then scores): count skips once.
+        first = passes[0] == 0
+        passes[0] += 1
+        seen = 0
+        for batch in loader:
+            if first:
+                dm.record_batch(batch)
+            if batch["clip"].shape[0] == 0:
+                continue
+            if max_clips is not None and seen + batch["clip"].shape[0] > max_clips:
+                batch = {k: (v[: max_clips - seen] if torch.is_tensor(v) and v.dim() > 0 else v)
+                         for k, v in batch.items()}
+            seen += batch["clip"].shape[0]
+            yield batch
+            if max_clips is not None and seen >= max_clips:
+                return
+
+    result = score_model(model, batches, to_model_input, device=device, similarity=similarity,
+                         rollout_level1=rollout, probe_max_steps=probe_max_steps)
+    report = dm.skip_report()
+    summary: dict[str, Any] = {
+        "ckpt": str(ckpt),
+        "data": data or "synthetic:validation",
+        "num_clips": result.num_clips,
+        "batch_size": batch_size,
+        "similarity": similarity,
+        "num_levels": len(model.levels),
+        "skipped_videos": report["skipped_videos"],
+        "skipped_samples": report["skipped_samples"],
+    }
+    summary.update(result.metrics)
+    if probes:
+        summary.update(_probe_summary(result, probe_steps, probe_val_fraction, seed))
+    summary.update(evaluation_plots(summary, out))
+    summary["wall_time_s"] = time.perf_counter() - t0
+    summary = _finite(summary)
+    summary = {k: summary[k] for k in sorted(summary)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    _log_to_wandb(summary)
+    return summary
+
+
+def _probe_summary(result: ScoreResult, steps: int, val_fraction: float, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, pd in enumerate(result.probe_data, start=1):
+        if not pd.features:
+            continue
+        feats, groups, factors = pd.cat()
+        if len(torch.unique(groups)) < 2:
+            log.warning("probes need clips from at least 2 groups; level %d has %d", k, len(torch.unique(groups)))
+            continue
+        tr, va = split_by_group(groups, val_fraction, seed)
+        for name, y in factors.items():
+            classification = not y.is_floating_point()
+            if classification and len(torch.unique(y[tr])) < 2:
+                continue  # one class only: nothing to learn
+            for kind in ("linear", "attentive"):
+                res = train_probe(feats.float(), y, tr, va, kind=kind, steps=steps, seed=seed, groups=groups)
+                out[f"level{k}/probe_{kind}/{name}"] = res.val
+                out[f"level{k}/probe_{kind}/{name}_train"] = res.train
+                out[f"probe/{name}/chance"] = res.chance
+                out[f"probe/{name}/metric"] = "accuracy" if classification else "r2"
+    return out
+
+
+def _finite(summary: dict[str, Any]) -> dict[str, Any]:
+    """NaN / inf become null (JSON has no NaN), with a warning naming the key."""
+    clean = {}
+    for k, v in summary.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            log.warning("summary value %s = %s is not finite; written as null", k, v)
+            v = None
+        clean[k] = v
+    return clean
+
+
+def _level_horizons(summary: dict[str, Any], k: int, suffix: str) -> list[int]:
+    js = []
+    for j in itertools.count(1):
+        if f"level{k}/h{j}/horizon_s" not in summary:
+            break
+        if f"level{k}/h{j}/{suffix}" in summary:
+            js.append(j)
+    return js
+
+
+def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
+    """Error and retrieval vs horizon in seconds, one line per level, baselines dashed.
+
+    Returns ``{"error_plot": path, "retrieval_plot": path}``.
+    """
+    from hjepa.viz.figures import Curve, Panel, horizon_curves_figure, level_color, save_figure
+
+    n = int(summary["num_levels"])
+    err, ratio, top1, mrr, clips = [], [], [], [], []
+    for k in range(1, n + 1):
+        js = _level_horizons(summary, k, "l1")
+        if not js:
+            continue
+        x = [summary[f"level{k}/h{j}/horizon_s"] for j in js]
+        c = level_color(k)
+        g = lambda name: [summary[f"level{k}/h{j}/{name}"] for j in js]  # noqa: E731
+        err += [Curve(f"level {k}", x, g("l1"), color=c),
+                Curve(f"level {k} copy", x, g("copy_l1"), color=c, style="--", marker="s"),
+                Curve(f"level {k} mean", x, g("mean_l1"), color=c, style="-.", marker="^")]
+        ratio += [Curve(f"level {k} copy", x, g("copy_ratio"), color=c, style="--", marker="s"),
+                  Curve(f"level {k} mean", x, g("mean_ratio"), color=c, style="-.", marker="^")]
+        top1 += [Curve(f"level {k}", x, g("retrieval_top1"), color=c),
+                 Curve(f"level {k} copy", x, g("copy_retrieval_top1"), color=c, style="--", marker="s"),
+                 Curve(f"level {k} chance", x, g("retrieval_chance_top1"), color=c, style=":", marker="")]
+        mrr += [Curve(f"level {k}", x, g("retrieval_mrr"), color=c),
+                Curve(f"level {k} copy", x, g("copy_retrieval_mrr"), color=c, style="--", marker="s"),
+                Curve(f"level {k} chance", x, g("retrieval_chance_mrr"), color=c, style=":", marker="")]
+        clips += [Curve(f"level {k}", x, g("retrieval_clips_top1"), color=c),
+                  Curve(f"level {k} copy", x, g("copy_retrieval_clips_top1"), color=c, style="--", marker="s"),
+                  Curve(f"level {k} chance", x, g("retrieval_clips_chance_top1"), color=c, style=":", marker="")]
+        if k > 1 and f"level{k}/h{js[0]}/level1_rollout_retrieval_top1" in summary:
+            c1 = level_color(1)
+            top1.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_top1"), color=c1,
+                              style=(0, (1, 1.5)), marker="D"))
+            mrr.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_mrr"), color=c1,
+                             style=(0, (1, 1.5)), marker="D"))
+            clips.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_clips_top1"),
+                               color=c1, style=(0, (1, 1.5)), marker="D"))
+    styles = {"--": "copy-the-present", "-.": "mean target", ":": "chance"}
+    paths = {"error_plot": out / "error_vs_horizon.png", "retrieval_plot": out / "retrieval_vs_horizon.png"}
+    fig = horizon_curves_figure(
+        [Panel("prediction error (lower is better)", "L1 to layer-normed target", err),
+         Panel("ratio to the baselines (below 1 beats it)", "error / baseline error", ratio,
+               hlines=[(1.0, "as good as the baseline")])],
+        title="prediction error vs horizon, every level on one time axis", style_labels=styles,
+    )
+    save_figure(fig, paths["error_plot"])
+    fig = horizon_curves_figure(
+        [Panel("true future among all steps: top-1", "top-1 accuracy", top1, ylim=(0, 1.02)),
+         Panel("true future among all steps: MRR", "mean reciprocal rank", mrr, ylim=(0, 1.02)),
+         Panel("this clip's future among the clips\n(same time): top-1", "top-1 accuracy", clips, ylim=(0, 1.02))],
+        title=f"retrieval among the batch's steps ({summary.get('batch_size')} clips per batch)", style_labels=styles,
+    )
+    save_figure(fig, paths["retrieval_plot"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _log_to_wandb(summary: dict[str, Any]) -> None:
+    """Plots and scalars to the active wandb run, if there is one (never starts one)."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if getattr(wandb, "run", None) is None:
+        return
+    logged: dict[str, Any] = {f"evaluate/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
+    logged["evaluate/error_plot"] = wandb.Image(summary["error_plot"])
+    logged["evaluate/retrieval_plot"] = wandb.Image(summary["retrieval_plot"])
+    wandb.run.log(logged)

@@ -1,0 +1,256 @@
+"""Probes on frozen representations: which level holds which factor.
+
+Two probe heads, trained with a small full-batch loop on features that are computed once
+and never back-propagated into:
+
+- :class:`LinearProbe`: a linear map on the token-averaged features (the classic test of
+  what a representation makes linearly available);
+- :class:`AttentiveProbe`: one learned query cross-attends the tokens, then a linear map
+  (V-JEPA's evaluation head); it can read spatial layout that averaging throws away.
+
+Targets are either class ids (accuracy) or real vectors such as object positions (R²).
+Splits are by group (a clip) so that two steps of the same clip never sit on both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LinearProbe",
+    "AttentiveProbe",
+    "ProbeResult",
+    "split_by_group",
+    "r2_score",
+    "train_probe",
+]
+
+ProbeKind = Literal["linear", "attentive"]
+
+
+class LinearProbe(nn.Module):
+    """Linear head on token-averaged features.
+
+    Args:
+        dim: feature width D.
+        out_dim: classes (classification) or outputs (regression).
+    """
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [N, Q, D]`` -> ``[N, out_dim]``."""
+        return self.head(x.mean(1))
+
+
+class AttentiveProbe(nn.Module):
+    """One learned query cross-attends the tokens (multi-head), then a linear head.
+
+    Args:
+        dim: feature width D.
+        out_dim: classes or outputs.
+        num_heads: attention heads; reduced to a divisor of ``dim`` if needed.
+    """
+
+    def __init__(self, dim: int, out_dim: int, num_heads: int = 4) -> None:
+        super().__init__()
+        while dim % num_heads:
+            num_heads -= 1
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [N, Q, D]`` -> ``[N, out_dim]``."""
+        n, q, d = x.shape
+        h = self.num_heads
+        k, v = self.kv(x).reshape(n, q, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 x [N, h, Q, d/h]
+        query = self.query.expand(n, -1, -1).reshape(n, 1, h, d // h).transpose(1, 2)  # [N, h, 1, d/h]
+        out = F.scaled_dot_product_attention(query, k, v)  # [N, h, 1, d/h]
+        out = self.proj(out.transpose(1, 2).reshape(n, d))
+        return self.head(self.norm(out))
+
+
+@dataclass
+class ProbeResult:
+    """Score of one probe.
+
+    Attributes:
+        kind: ``linear`` or ``attentive``.
+        task: ``classification`` (metric: accuracy) or ``regression`` (metric: R², mean over outputs).
+        train: metric on the training split.
+        val: metric on the held-out split.
+        chance: accuracy of always answering the training split's most frequent class
+            (classification) or 0 (regression: R² of predicting the training mean is <= 0).
+        num_train, num_val: samples per split.
+    """
+
+    kind: str
+    task: str
+    train: float
+    val: float
+    chance: float
+    num_train: int
+    num_val: int
+
+
+def split_by_group(groups: Tensor, val_fraction: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Split samples into train / val so that no group (clip) lands on both sides.
+
+    Args:
+        groups: ``long [N]`` group id per sample.
+        val_fraction: share of groups held out (at least one group each side).
+    Returns:
+        ``(train_idx, val_idx)``, ``long`` indices into ``N``.
+    """
+    unique = torch.unique(groups)
+    if len(unique) < 2:
+        raise ValueError(f"split_by_group needs at least 2 groups (clips), got {len(unique)}")
+    gen = torch.Generator().manual_seed(seed)
+    perm = unique[torch.randperm(len(unique), generator=gen)]
+    n_val = min(max(1, round(val_fraction * len(unique))), len(unique) - 1)
+    is_val = torch.isin(groups, perm[:n_val])
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+
+def r2_score(pred: Tensor, target: Tensor, reference_mean: Tensor | None = None) -> float:
+    """Coefficient of determination, averaged over outputs.
+
+    Args:
+        pred, target: ``[N, P]``.
+        reference_mean: ``[P]`` the mean the baseline predicts (default: the mean of ``target``).
+    Returns:
+        ``1 - SSE / SST`` averaged over the P outputs; outputs with no variance are skipped.
+    """
+    if reference_mean is None:
+        reference_mean = target.mean(0)
+    sse = ((pred - target) ** 2).sum(0)
+    sst = ((target - reference_mean) ** 2).sum(0)
+    keep = sst > 1e-12
+    if not keep.any():
+        return 0.0
+    return (1.0 - sse[keep] / sst[keep]).mean().item()
+
+
+def train_probe(
+    features: Tensor,
+    targets: Tensor,
+    train_idx: Tensor,
+    val_idx: Tensor,
+    kind: ProbeKind = "linear",
+    steps: int = 300,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+    groups: Tensor | None = None,
+    eval_every: int = 10,
+) -> ProbeResult:
+    """Train a probe on frozen features and score it on both splits.
+
+    Features are standardised with the training split's statistics (per dim), so one
+    learning rate serves every level. Classification uses cross-entropy, regression MSE
+    on standardised targets; both run ``steps`` full-batch AdamW steps (the sets are small).
+
+    With ``groups`` (the clip of every sample), a fifth of the training clips is set aside
+    to pick the step count (early stopping: the weights that scored best on them are kept),
+    so a probe with many parameters and few clips does not report its overfitted state.
+    The held-out ``val_idx`` is never used for that choice.
+
+    Args:
+        features: ``[N, Q, D]`` frozen representations (``[N, D]`` is read as Q = 1).
+        targets: ``long [N]`` class ids (classification) or ``float [N, P]`` / ``[N]`` (regression).
+        train_idx, val_idx: ``long`` indices into ``N``.
+        kind: ``linear`` or ``attentive``.
+    Returns:
+        :class:`ProbeResult`.
+    """
+    if kind not in ("linear", "attentive"):
+        raise ValueError(f"probe kind = {kind!r}: must be 'linear' or 'attentive'")
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"probe needs samples on both splits, got {len(train_idx)} train / {len(val_idx)} val")
+    x = features.detach().float()
+    if x.dim() == 2:
+        x = x[:, None]
+    if not torch.isfinite(x).all():
+        raise ValueError("probe features contain NaN or inf")
+    classification = not targets.is_floating_point()
+    x_train = x[train_idx]
+    mu = x_train.mean((0, 1), keepdim=True)
+    sd = x_train.std((0, 1), keepdim=True).clamp(min=1e-6)
+    x = (x - mu) / sd
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if classification:
+            y = targets.long()
+            out_dim = int(y.max().item()) + 1
+        else:
+            y = targets.float().reshape(len(targets), -1)
+            y_mu, y_sd = y[train_idx].mean(0), y[train_idx].std(0).clamp(min=1e-6)
+            y = (y - y_mu) / y_sd
+            out_dim = y.shape[1]
+        probe: nn.Module = (LinearProbe if kind == "linear" else AttentiveProbe)(x.shape[-1], out_dim)
+        opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+        fit_idx, sel_idx = train_idx, None
+        if groups is not None and len(torch.unique(groups[train_idx])) >= 3:
+            inner_fit, inner_sel = split_by_group(groups[train_idx], 0.2, seed + 1)
+            fit_idx, sel_idx = train_idx[inner_fit], train_idx[inner_sel]
+        xt, yt = x[fit_idx], y[fit_idx]
+        best, best_state = -float("inf"), None
+        for step in range(1, steps + 1):
+            probe.train()
+            out = probe(xt)
+            loss = F.cross_entropy(out, yt) if classification else F.mse_loss(out, yt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sel_idx is not None and (step % eval_every == 0 or step == steps):
+                probe.eval()
+                with torch.no_grad():
+                    sel_out = probe(x[sel_idx])
+                score = (_accuracy(sel_out, y[sel_idx]) if classification
+                         else r2_score(sel_out, y[sel_idx], y[fit_idx].mean(0)))
+                if score > best:
+                    best = score
+                    best_state = {k: v.detach().clone() for k, v in probe.state_dict().items()}
+        if best_state is not None:
+            probe.load_state_dict(best_state)
+
+    probe.eval()
+    with torch.no_grad():
+        out = probe(x)
+    if classification:
+        train = _accuracy(out[train_idx], y[train_idx])
+        val = _accuracy(out[val_idx], y[val_idx])
+        counts = torch.bincount(y[train_idx], minlength=out_dim)
+        chance_class = counts.argmax()
+        chance = (y[val_idx] == chance_class).float().mean().item()
+    else:
+        ref = y[train_idx].mean(0)
+        train = r2_score(out[train_idx], y[train_idx], ref)
+        val = r2_score(out[val_idx], y[val_idx], ref)
+        chance = 0.0
+    return ProbeResult(
+        kind=kind,
+        task="classification" if classification else "regression",
+        train=train,
+        val=val,
+        chance=chance,
+        num_train=int(len(train_idx)),
+        num_val=int(len(val_idx)),
+    )
+
+
+def _accuracy(logits: Tensor, labels: Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
