@@ -19,7 +19,9 @@ from hjepa.anticipation.annotations import (
 from hjepa.anticipation.windows import plan_windows
 
 EPIC = Path(__file__).parents[1].parent / "shared" / "data" / "epic100"
-needs_epic = pytest.mark.skipif(not (EPIC / "EPIC_100_validation.csv").is_file(), reason=f"real EPIC-100 annotations not found in {EPIC}")
+needs_epic = pytest.mark.skipif(
+    not (EPIC / "EPIC_100_validation.csv").is_file(), reason=f"real EPIC-100 annotations not found in {EPIC}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +152,8 @@ def test_epic_minimal_columns_and_frames(tmp_path):
     [
         ("video_id,start_timestamp,stop_timestamp,verb_class\nv,00:00:01.00,00:00:02.00,1\n", "cannot tell the layout"),
         ("video_id,start_timestamp,stop_timestamp,verb_class,noun_class\nv,00:00:xx,00:00:02.00,1,2\n", "line 2"),
-        ("video_id,start_timestamp,stop_timestamp,verb_class,noun_class\nv,00:00:01.00,00:00:02.00,1\n", "line 2: 4 fields"),
+        ("video_id,start_timestamp,stop_timestamp,verb_class,noun_class\nv,00:00:01.00,00:00:02.00,1\n",
+         "line 2: 4 fields"),
         ("video,start,stop,label\nv,-1,2,x\n", "line 2: start -1.0"),
         ("", "empty"),
     ],

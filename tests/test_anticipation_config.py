@@ -90,3 +90,27 @@ def test_overrides_and_run_refuses_missing_checkpoint(tmp_path):
         run_anticipation(out_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError):
         run_anticipation(ckpt=str(tmp_path / "missing.ckpt"), out_dir=str(tmp_path))
+
+
+EPIC = Path(__file__).parents[1].parent / "shared" / "data" / "epic100"
+
+
+@pytest.mark.skipif(not (EPIC / "EPIC_100_validation.csv").is_file(), reason=f"real EPIC-100 annotations not in {EPIC}")
+def test_epic_config_reads_the_real_annotations(tmp_path, monkeypatch):
+    from hjepa.anticipation.run import prepare_data
+
+    monkeypatch.chdir(Path(__file__).parents[1])  # the config's paths are relative to the repository root
+    videos = tmp_path / "EPIC-KITCHENS"
+    for vid in ("P01_01", "P01_11"):  # one training video, one validation video; the rest are missing
+        (videos / "P01" / "videos").mkdir(parents=True, exist_ok=True)
+        (videos / "P01" / "videos" / f"{vid}.MP4").write_bytes(b"")
+    cfg = load_config("configs/anticipate/epic100.yaml", {"data.video_dir": str(videos), "device": "cpu"})
+    ds = prepare_data(cfg, tmp_path)
+    c = ds.counts
+    assert (c["num_verbs"], c["num_nouns"], c["num_actions"]) == (97, 300, 3568)
+    assert (c["train_segments"], c["val_segments"]) == (67217, 9668)
+    assert (c["val_dropped_unseen_segments"], c["val_dropped_unseen_actions"]) == (372, 238)
+    assert c["skipped_videos"] == 495 + 138 - 2
+    assert {s.video_id for s in ds.train} == {"P01_01"} and {s.video_id for s in ds.val} == {"P01_11"}
+    assert ds.video_info["P01_11"].fps == pytest.approx(59.94, abs=1e-3)
+    assert ds.rate(ds.video_info["P01_11"]) == 8.0  # sample_fps from the config, whatever the video's fps

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from hjepa.anticipation.metrics import anticipation_metrics, chance_recall, class_mean_topk_recall, topk_accuracy
-from hjepa.anticipation.predictions import build_challenge_json, scores_from_json, validate_challenge_json, write_challenge_json
+from hjepa.anticipation.predictions import (
+    build_challenge_json,
+    scores_from_json,
+    validate_challenge_json,
+    write_challenge_json,
+)
 
 
 def test_hand_computed_recall_and_accuracy():

@@ -5,7 +5,13 @@ import random
 import pytest
 
 from hjepa.anticipation.annotations import Segment, VideoInfo
-from hjepa.anticipation.windows import anticipation_steps, draw_tau_a, last_observed_frame, observation_window, plan_windows
+from hjepa.anticipation.windows import (
+    anticipation_steps,
+    draw_tau_a,
+    last_observed_frame,
+    observation_window,
+    plan_windows,
+)
 
 NTSC = 60000 / 1001  # 59.94
 

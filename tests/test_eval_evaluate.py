@@ -31,7 +31,7 @@ KEY_PATTERNS = [
 @pytest.fixture(scope="module")
 def evaluation(tiny_export, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("evaluate")
-    summary = run_evaluate(str(tiny_export), str(out), max_clips=32, batch_size=8, probe_steps=80)
+    summary = run_evaluate(str(tiny_export), str(out), max_clips=24, batch_size=8, probe_steps=40)
     return summary, out
 
 
@@ -44,7 +44,7 @@ def test_summary_is_flat_documented_and_finite(evaluation):
         if isinstance(value, float):
             assert math.isfinite(value), key
         assert value is not None, f"{key} is null (not finite)"
-    assert summary["num_clips"] == 32 and summary["skipped_videos"] == 0
+    assert summary["num_clips"] == 24 and summary["skipped_videos"] == 0
     for k, h in ((1, 2), (2, 2)):
         for j in range(1, h + 1):
             assert f"level{k}/h{j}/l1" in summary and f"level{k}/h{j}/retrieval_top1" in summary

@@ -1,6 +1,13 @@
-"""Action anticipation on top of a pretrained H-JEPA: annotations, windows, features, heads, metrics.
+"""Action anticipation on top of a pretrained H-JEPA (the EPIC-KITCHENS-100 protocol).
 
-The entry point is :func:`hjepa.anticipation.run.run_anticipation` (``hjepa anticipate``).
+The entry point is :func:`run_anticipation` (``hjepa anticipate``): typed keyword arguments,
+every one with a default, nested sections ``data`` / ``window`` / ``head`` / ``optim``.
+
+Modules: ``annotations`` (EPIC / RULSTM / generic CSVs, video fps, action vocabulary),
+``windows`` (where the observed clip lies), ``clips`` (decoding), ``features`` (context and
+predicted tokens per level), ``head`` (attentive probe, losses), ``probe`` (ablation heads and
+their training on cached features), ``metrics`` (class-mean top-5 recall), ``predictions``
+(the challenge JSON), ``config`` and ``run``.
 """
 
 from hjepa.anticipation.annotations import (
@@ -14,14 +21,24 @@ from hjepa.anticipation.annotations import (
     read_class_names,
     read_video_info,
 )
+from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig, load_config
 from hjepa.anticipation.head import AttentiveProbe, head_loss, sigmoid_focal_loss
 from hjepa.anticipation.metrics import anticipation_metrics, class_mean_topk_recall, topk_accuracy
 from hjepa.anticipation.predictions import build_challenge_json, validate_challenge_json, write_challenge_json
-from hjepa.anticipation.probe import FeatureSet, HeadSpec, ablation_specs
+from hjepa.anticipation.probe import FeatureSet, HeadConfig, HeadSpec, OptimConfig, ablation_specs
+from hjepa.anticipation.run import load_head, run_anticipation
 from hjepa.anticipation.windows import ObservationWindow, anticipation_steps, observation_window, plan_windows
 
 __all__ = [
     "ActionVocab",
+    "AnticipationConfig",
+    "DataConfig",
+    "HeadConfig",
+    "OptimConfig",
+    "WindowConfig",
+    "load_config",
+    "load_head",
+    "run_anticipation",
     "AnnotationError",
     "AttentiveProbe",
     "FeatureSet",

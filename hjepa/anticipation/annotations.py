@@ -213,7 +213,8 @@ def read_rulstm_csv(path: str | Path, frame_fps: float | None = None) -> list[Se
         except ValueError as err:
             raise AnnotationError(f"{path}, line {line}: {err}") from None
         uid, video_id = row[0].strip(), row[1].strip()
-        segments.append(Segment(uid, video_id, start / fps, stop / fps, verb, noun, f"{verb},{noun}", video_id.split("_")[0]))
+        participant = video_id.split("_")[0]
+        segments.append(Segment(uid, video_id, start / fps, stop / fps, verb, noun, f"{verb},{noun}", participant))
     return segments
 
 
@@ -352,7 +353,8 @@ class ActionVocab:
         return {"action": action}
 
     def to_dict(self) -> dict:
-        return {"outputs": list(self.outputs), "num_verbs": self.num_verbs, "num_nouns": self.num_nouns, "actions": self.actions}
+        return {"outputs": list(self.outputs), "num_verbs": self.num_verbs, "num_nouns": self.num_nouns,
+                "actions": self.actions}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ActionVocab":

@@ -75,7 +75,8 @@ class DataConfig:
         for key in ("max_train", "max_val"):
             v = getattr(self, key)
             _check(v is None or v >= 1, f"data.{key}", v, "must be >= 1")
-        _check(self.synthetic_train_videos >= 1, "data.synthetic_train_videos", self.synthetic_train_videos, "must be >= 1")
+        _check(self.synthetic_train_videos >= 1, "data.synthetic_train_videos", self.synthetic_train_videos,
+               "must be >= 1")
         _check(self.synthetic_val_videos >= 1, "data.synthetic_val_videos", self.synthetic_val_videos, "must be >= 1")
         _check(self.num_workers >= 0, "data.num_workers", self.num_workers, "must be >= 0")
 
@@ -118,7 +119,8 @@ class WindowConfig:
         _check(self.tau_o is None or self.num_windows is None, "window.tau_o", self.tau_o,
                "give tau_o or num_windows, not both")
         _check(self.tau_o is None or self.tau_o > 0, "window.tau_o", self.tau_o, "must be > 0 seconds")
-        _check(self.num_windows is None or self.num_windows >= 1, "window.num_windows", self.num_windows, "must be >= 1")
+        _check(self.num_windows is None or self.num_windows >= 1, "window.num_windows", self.num_windows,
+               "must be >= 1")
         _check(self.frame_step is None or self.sample_fps is None, "window.frame_step", self.frame_step,
                "give frame_step or sample_fps, not both")
         _check(self.frame_step is None or self.frame_step >= 1, "window.frame_step", self.frame_step, "must be >= 1")
@@ -147,6 +149,8 @@ class AnticipationConfig:
             before the heads (unset: the full patch grid).
         feature_dtype: dtype cached features are kept in (``float16`` halves the memory).
         device: ``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:1``, ...
+        cpu_threads: torch intra-op threads during the run (restored afterwards); unset: torch's
+            default. On a busy shared CPU, 1 is often several times faster for these small ops.
         precision: ``32`` or ``bf16`` (autocast of the backbone on cuda).
         seed: everything random (tau_a draws, shuffling, initialisation).
         sls_pt, sls_tl, sls_td: supervision levels written into the challenge JSON (0..5).
@@ -164,6 +168,7 @@ class AnticipationConfig:
     token_grid: Optional[int] = None
     feature_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
+    cpu_threads: Optional[int] = None
     precision: Literal["32", "bf16"] = "32"
     seed: int = 0
     sls_pt: int = 3
@@ -190,6 +195,7 @@ class AnticipationConfig:
         _check(self.feature_dtype in ("float32", "float16", "bfloat16"), "feature_dtype", self.feature_dtype,
                "must be float32, float16 or bfloat16")
         _check(self.feature_batch_size >= 1, "feature_batch_size", self.feature_batch_size, "must be >= 1")
+        _check(self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", self.cpu_threads, "must be >= 1")
         _check(str(self.precision) in ("32", "bf16"), "precision", self.precision, "must be '32' or 'bf16'")
         self.precision = str(self.precision)  # type: ignore[assignment]
         for key in ("sls_pt", "sls_tl", "sls_td"):

@@ -92,7 +92,7 @@ class AttentiveProbe(nn.Module):
         nn.init.trunc_normal_(self.queries, std=0.02)
 
     @torch.no_grad()
-    def set_input_stats(self, sources: Sequence[Tensor], rel_floor: float = 1e-5) -> None:
+    def set_input_stats(self, sources: Sequence[Tensor], rel_floor: float = 1e-3) -> None:
         """Standardise inputs with the mean / std over samples of ``sources`` (``[M, N_i, D_i]`` each).
 
         Standard deviations are floored at ``rel_floor`` times the set's RMS, so channels that do

@@ -43,7 +43,9 @@ def class_mean_topk_recall(scores: Tensor, labels: Tensor, k: int = 5) -> float:
     return (per_class_hits / per_class_count).mean().item()
 
 
-def anticipation_metrics(scores: Mapping[str, Tensor], labels: Mapping[str, Tensor], prefix: str = "") -> dict[str, float]:
+def anticipation_metrics(
+    scores: Mapping[str, Tensor], labels: Mapping[str, Tensor], prefix: str = ""
+) -> dict[str, float]:
     """Flat metrics for every output (``verb``, ``noun``, ``action``).
 
     Returns ``{prefix}{output}_recall5`` (class-mean top-5 recall), ``{prefix}{output}_top1`` and

@@ -73,7 +73,8 @@ def build_challenge_json(
         entry = {name: {str(c): _num(v) for c, v in enumerate(vals[row])} for name, vals in others.items()}
         entry["action"] = {action_names[i]: _num(p) for p, i in zip(top_p[row].tolist(), top_i[row].tolist())}
         results[uid] = entry
-    return {"version": VERSION, "challenge": CHALLENGE, "sls_pt": sls[0], "sls_tl": sls[1], "sls_td": sls[2], "results": results}
+    return {"version": VERSION, "challenge": CHALLENGE, "sls_pt": sls[0], "sls_tl": sls[1], "sls_td": sls[2],
+            "results": results}
 
 
 def write_challenge_json(path: str | Path, submission: dict) -> Path:

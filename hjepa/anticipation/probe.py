@@ -133,7 +133,8 @@ def param_groups(module: nn.Module, weight_decay: float, lr: float) -> list[dict
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 or name.endswith(("queries", "source_embed")) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+              {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
     return [g for g in groups if g["params"]]
 
 
@@ -199,7 +200,8 @@ def fit_heads(
             loss = 0.0
             for spec in specs:
                 sources = [data.tokens[s][idx].to(device, non_blocking=True) for s in spec.sources]
-                l_head = head_loss(heads[spec.name](sources), targets, opt.loss, opt.label_smoothing, opt.focal_gamma, opt.focal_alpha)
+                l_head = head_loss(heads[spec.name](sources), targets, opt.loss, opt.label_smoothing,
+                                   opt.focal_gamma, opt.focal_alpha)
                 sums[spec.name] += l_head.item() * len(idx)
                 loss = loss + l_head
             optim.zero_grad(set_to_none=True)

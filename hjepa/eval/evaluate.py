@@ -259,7 +259,7 @@ def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
     fig = horizon_curves_figure(
         [Panel("prediction error (lower is better)", "L1 to layer-normed target", err),
          Panel("ratio to the baselines (below 1 beats it)", "error / baseline error", ratio,
-               hlines=[(1.0, "as good as the baseline")])],
+               hlines=[(1.0, "as good as the baseline")], logy=_spans_decades([v for c in ratio for v in c.y]))],
         title="prediction error vs horizon, every level on one time axis", style_labels=styles,
     )
     save_figure(fig, paths["error_plot"])
@@ -271,6 +271,12 @@ def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
     )
     save_figure(fig, paths["retrieval_plot"])
     return {k: str(v) for k, v in paths.items()}
+
+
+def _spans_decades(values: list[float]) -> bool:
+    """Log scale when positive values span more than a factor of 20 (a level far off its baseline)."""
+    pos = [v for v in values if v > 0]
+    return bool(pos) and max(pos) / min(pos) > 20
 
 
 def _log_to_wandb(summary: dict[str, Any]) -> None:

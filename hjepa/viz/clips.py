@@ -30,13 +30,16 @@ class VideoClip:
 
     Attributes:
         frames: ``uint8 [T, H, W, 3]`` at the model's resolution.
-        frame_index: ``long [T]`` source frame index of every clip frame.
-        fps: source frame rate (seconds of frame ``i`` = ``frame_index[i] / fps``).
+        frame_index: ``long [T]`` source frame index of every clip frame (a short video's
+            last frame repeats).
+        fps: source frame rate.
         source: the file path or ``synthetic:<index>``.
         source_frames: frames in the source video.
         padded: clip frames that repeat the last source frame (short video).
         activity: ``long [T]`` ground-truth activity id per frame (synthetic only).
         activity_names: name of every activity id (synthetic only).
+        nominal_index: ``long [T]`` the source frame each clip frame stands for at the sampling
+            step, continuing past the end of a short video (the time axis); default ``frame_index``.
     """
 
     frames: Tensor
@@ -47,11 +50,20 @@ class VideoClip:
     padded: int = 0
     activity: Tensor | None = None
     activity_names: list[str] | None = None
+    nominal_index: Tensor | None = None
 
     @property
     def times(self) -> Tensor:
-        """``float64 [T]`` seconds of every clip frame."""
-        return self.frame_index.double() / self.fps
+        """``float64 [T]`` seconds of every clip frame; padded frames continue at the sampling step."""
+        index = self.nominal_index if self.nominal_index is not None else self.frame_index
+        return index.double() / self.fps
+
+    @property
+    def is_padded(self) -> Tensor:
+        """``bool [T]``: the frame repeats the last frame of a short video."""
+        if self.nominal_index is None:
+            return torch.zeros(len(self.frame_index), dtype=torch.bool)
+        return self.nominal_index != self.frame_index
 
 
 def is_synthetic(video: str) -> bool:
@@ -103,17 +115,20 @@ def load_clip(
     r = open_video(path, reader)
     try:
         total, fps = int(r.num_frames), float(r.fps)
-        idx, padded = _indices(total, fps, frames_per_window, min_frames, frame_step, num_windows, max_windows,
-                               start_frame)
+        idx, nominal = _indices(total, fps, frames_per_window, min_frames, frame_step, num_windows, max_windows,
+                                start_frame)
         frames = torch.as_tensor(np.asarray(r.get_batch(idx.tolist())))
     finally:
         r.close()
     frames = EvalClipTransform(resolution)(frames)
-    return VideoClip(frames=frames, frame_index=idx, fps=fps, source=str(path), source_frames=total, padded=padded)
+    return VideoClip(frames=frames, frame_index=idx, fps=fps, source=str(path), source_frames=total,
+                     padded=int((idx != nominal).sum()), nominal_index=nominal)
 
 
 def _indices(total: int, fps: float, fpw: int, min_frames: int, frame_step: int, num_windows: int | None,
-             max_windows: int, start_frame: int) -> tuple[Tensor, int]:
+             max_windows: int, start_frame: int) -> tuple[Tensor, Tensor]:
+    """``(frame_index [T], nominal_index [T])``: source frames to decode (clamped to the last
+    frame, the ``pad`` rule) and the frames they stand for at the sampling step."""
     if total < 1:
         raise ValueError("video has no frame")
     if frame_step < 1:
@@ -124,9 +139,8 @@ def _indices(total: int, fps: float, fpw: int, min_frames: int, frame_step: int,
         raise ValueError(f"num_windows={windows}: the model needs at least {min_frames} frames "
                          f"({math.ceil(min_frames / fpw)} windows of {fpw})")
     offsets = ClipSampler(fpw, windows, frame_step=frame_step, short_video="pad").offsets(fps)
-    idx = start + offsets
-    padded = int((idx > total - 1).sum())
-    return idx.clamp(max=total - 1), padded
+    nominal = start + offsets
+    return nominal.clamp(max=total - 1), nominal
 
 
 def _synthetic_clip(video: str, fpw: int, min_frames: int, resolution: int, frame_step: int,
@@ -146,8 +160,8 @@ def _synthetic_clip(video: str, fpw: int, min_frames: int, resolution: int, fram
         raise ValueError(f"video {video!r}: the synthetic validation split has {len(val)} videos (0..{len(val) - 1})")
     g = val[index]
     truth = vids.video(g)
-    idx, padded = _indices(cfg.frames_per_video, cfg.fps, fpw, min_frames, frame_step, num_windows, max_windows,
-                           start_frame)
+    idx, nominal = _indices(cfg.frames_per_video, cfg.fps, fpw, min_frames, frame_step, num_windows, max_windows,
+                            start_frame)
     frames = torch.as_tensor(vids.render(g, idx.numpy(), video=truth))
     if frames.shape[1] != resolution:
         frames = EvalClipTransform(resolution)(frames)
@@ -161,7 +175,8 @@ def _synthetic_clip(video: str, fpw: int, min_frames: int, resolution: int, fram
         fps=cfg.fps,
         source=f"synthetic:{index}",
         source_frames=cfg.frames_per_video,
-        padded=padded,
+        padded=int((idx != nominal).sum()),
         activity=torch.as_tensor(truth.activity)[idx],
         activity_names=names,
+        nominal_index=nominal,
     )

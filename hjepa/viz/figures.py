@@ -210,7 +210,7 @@ def _draw_strip_row(ax, row: StripRow, y_top: float, h: float, s_per_in: float) 
     colors = np.clip(np.asarray(row.colors, dtype=float), 0, 1)
     for i, (a, b) in enumerate(zip(row.starts, row.ends)):
         ax.add_patch(Rectangle((a, y_top), b - a, h, facecolor=colors[i], edgecolor="white", lw=1.0, zorder=2))
-        if row.texts and row.texts[i] and (b - a) / s_per_in > 0.07 * max(len(row.texts[i]), 1):
+        if row.texts and row.texts[i] and (b - a) / s_per_in > 0.055 * max(len(row.texts[i]), 1) + 0.05:
             lum = float(colors[i] @ np.array([0.299, 0.587, 0.114]))
             ax.text((a + b) / 2, y_top + h / 2, row.texts[i], ha="center", va="center", fontsize=7,
                     color="black" if lum > 0.55 else "white", zorder=3)
@@ -320,13 +320,15 @@ class Curve:
 
 @dataclass
 class Panel:
-    """One axes of :func:`horizon_curves_figure`: a title, a y label, curves, optional reference lines."""
+    """One axes of :func:`horizon_curves_figure`: a title, a y label, curves, optional reference
+    lines (``hlines``: ``(y, legend label)``), y range and log scale (``logy``)."""
 
     title: str
     ylabel: str
     curves: list[Curve]
     hlines: list[tuple[float, str]] = field(default_factory=list)
     ylim: tuple[float, float] | None = None
+    logy: bool = False
 
 
 def horizon_curves_figure(
@@ -371,6 +373,8 @@ def horizon_curves_figure(
         ax.set_ylabel(panel.ylabel)
         ax.set_title(panel.title, fontsize=10)
         ax.grid(True, color="0.9", linewidth=0.6)
+        if panel.logy:
+            ax.set_yscale("log")
         if panel.ylim:
             ax.set_ylim(*panel.ylim)
         for side in ("top", "right"):

@@ -319,9 +319,11 @@ def _timeline_rows(clip: VideoClip, levels: list[dict], frames: np.ndarray, rgb_
     stride = max(1, math.ceil(s1 / max(columns, 1)))
     show = np.arange(s1 - 1, -1, -stride)[::-1]  # always show the last step
     centre = [0.5 * (l1["spans"][u][0] + l1["spans"][u][1]) for u in show]
+    padded = clip.is_padded.numpy()
     rows: list = [
         ImageRow("frames", [_thumb_frame(frames, l1["ends"][u]) for u in show], centre,
-                 captions=[f"{t_frame[int(l1['ends'][u])]:.2f} s" for u in show]),
+                 captions=[f"{t_frame[int(l1['ends'][u])]:.2f} s" + (" (repeat)" if padded[int(l1["ends"][u])] else "")
+                           for u in show]),
         ImageRow("L1 target", [rgb_target[u] for u in show], centre, pixelated=True),
     ]
     for j, maps in rgb_pred.items():
@@ -463,7 +465,7 @@ def _decoded_predictions(l1: dict, frames: np.ndarray, hg: int, wg: int, model: 
     patch = frames.shape[1] // hg
     feats = l1["target"].reshape(s1, hg, wg, d)
     targets = np.stack([frames[int(e)] for e in l1["ends"]])[:, : hg * patch, : wg * patch]
-    dec, err = train_decoder(feats, targets, patch_size=patch, steps=steps, seed=seed)
+    dec, err = train_decoder(feats, targets, patch_size=patch, steps=steps, width=64, seed=seed)
     pred = l1["pred"][:, 0].reshape(s1, hg, wg, d)  # prediction of step u+1 from context u
     rendered = dec.render(pred)
     return [None] + [rendered[u - 1] for u in range(1, s1)], float(err)
