@@ -34,7 +34,7 @@ from hjepa.train.summary import SummaryCallback
 RUN_DIR_ENV = "HJEPA_RUN_DIR"  # shared with DDP worker processes, which re-run this command
 
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_steps": 300,
+    "max_steps": 1000,
     "log_every_n_steps": 5,
     "gradient_clip_val": 1.0,
     "num_sanity_val_steps": 0,
