@@ -29,8 +29,8 @@ class Rewired(torch.nn.Module):
     def encode(self, x):
         return self.inner.encode(x)
 
-    def predict(self, x):
-        preds = self.inner.predict(x)
+    def predict(self, x, encodings=None):
+        preds = self.inner.predict(x, encodings=encodings)
         for p in preds:
             if self.mode == "oracle":
                 p.pred = p.target.clone()

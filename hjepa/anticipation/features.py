@@ -67,21 +67,10 @@ def _grid_hw(model, clip: Tensor) -> tuple[int, int]:
 def encode_levels(model, clip: Tensor, num_levels: int, grad: bool = False) -> list[Tensor]:
     """Context step tokens of levels 1..num_levels: list of ``[B, S_k, Q_k, D_k]``.
 
-    Mirrors ``HJEPA.encode`` (level k+1 reads level k's target or context tokens, as the
-    model was configured) but can keep gradients for fine-tuning.
+    ``HJEPA.context_tokens`` with gradients switched on or off (fine-tuning keeps them).
     """
-    x = clip
-    out = []
     with torch.set_grad_enabled(grad):
-        for level in list(model.levels)[:num_levels]:
-            context = level.encode_context(x)
-            out.append(context)
-            if len(out) < num_levels:
-                if model.config.level_input == "target":
-                    x = level.encode_target(x, context).detach()
-                else:
-                    x = context
-    return out
+        return model.context_tokens(clip, num_levels)
 
 
 def _to_context_scale(pred: Tensor, reference: Tensor) -> Tensor:

@@ -165,9 +165,9 @@ def score_model(
         x = to_input(clip)
         b = clip.shape[0]
         times = _seconds_per_frame(batch, device)  # [B, T]
-        preds = model.predict(x)
         # Context tokens: for collapse statistics and as the start of level 1's rollout.
         encs = model.encode(x)
+        preds = model.predict(x, encodings=encs)
         if grid_hw is None:
             grid_hw = _grid_hw(model, x)
         for k, (p, enc) in enumerate(zip(preds, encs)):

@@ -226,6 +226,19 @@ class HJEPA(nn.Module):
         start = torch.arange(num_steps, device=device) * sf
         return start, start + sf - 1
 
+    def context_tokens(self, clip: torch.Tensor, num_levels: int | None = None) -> list[torch.Tensor]:
+        """Context step tokens ``[B, S_k, Q_k, D_k]`` of levels 1..num_levels, with gradients where
+        enabled (fine-tuning); level k+1 reads level k's target or context tokens as configured."""
+        num_levels = self.num_levels if num_levels is None else num_levels
+        x: torch.Tensor = clip
+        out: list[torch.Tensor] = []
+        for level in list(self.levels)[:num_levels]:
+            context = level.encode_context(x)
+            out.append(context)
+            if len(out) < num_levels:
+                x = self._next_input(context, level.encode_target(x, context))
+        return out
+
     @torch.no_grad()
     def encode(self, clip: torch.Tensor) -> list[LevelEncoding]:
         """Every level's step tokens and the clip frames each step covers.
@@ -244,14 +257,24 @@ class HJEPA(nn.Module):
         return out
 
     @torch.no_grad()
-    def predict(self, clip: torch.Tensor, z: torch.Tensor | None = None) -> list[LevelPrediction]:
+    def predict(
+        self,
+        clip: torch.Tensor,
+        z: torch.Tensor | None = None,
+        encodings: list[LevelEncoding] | None = None,
+    ) -> list[LevelPrediction]:
         """Every level's predictions from every context end t, for horizons 1..h_k.
 
         Args:
             clip: [B, C, T, H, W] normalised video.
             z: [B, latent_dim] latent for levels that have one (None: z = 0, the mean draw).
+            encodings: ``self.encode(clip)`` when the caller already has it (saves a second
+                pass of every encoder).
         """
-        encodings = self.encode(clip)
+        if encodings is None:
+            encodings = self.encode(clip)
+        elif len(encodings) != self.num_levels:
+            raise ValueError(f"got encodings of {len(encodings)} levels for a {self.num_levels}-level model")
         grid_hw = self._grid_hw(clip)
         out: list[LevelPrediction] = []
         for k, (level, enc) in enumerate(zip(self.levels, encodings)):
