@@ -276,19 +276,12 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
 
 def pretraining_data_settings(ckpt: str) -> dict[str, Any]:
     """Clip settings the backbone was pretrained with (``num_windows``, ``frame_step``,
-    ``target_fps``, ``resolution``), from a Lightning checkpoint's data-module hyperparameters;
-    empty for an export folder or a checkpoint without them."""
-    path = Path(ckpt)
-    if not path.is_file():
-        return {}
-    from hjepa.loading import read_checkpoint
+    ``target_fps``, ``resolution``), as the checkpoint or export folder records them (else empty)."""
+    from hjepa.eval.data import checkpoint_data_config
 
-    try:
-        hp = read_checkpoint(path).get("datamodule_hyper_parameters") or {}
-    except ValueError:
-        return {}
+    recorded = checkpoint_data_config(ckpt)
     keys = ("num_windows", "frame_step", "target_fps", "resolution")
-    return {k: hp[k] for k in keys if isinstance(hp, dict) and hp.get(k) is not None}
+    return {k: recorded[k] for k in keys if recorded.get(k) is not None}
 
 
 def resolve_window(cfg: AnticipationConfig, pretrain: dict[str, Any]) -> AnticipationConfig:

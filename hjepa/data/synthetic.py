@@ -25,6 +25,11 @@ The generator's grammar
   not deterministic. An action may appear in several recipes with different successors: the
   previous activity alone does not always fix the next one, a longer history (which recipe is
   running) does.
+* **New views.** With probability ``reposition_prob`` an activity starts with every object at a
+  new random place, as when a head-mounted camera turns to another part of the counter. The
+  positions then stop being predictable past the running activity while the activity sequence
+  stays predictable: the split between short-term detail and long-term structure that a
+  hierarchy of predictors is meant to exploit. Off (0) by default.
 * **Distractors.** Every frame gets a fresh grey background with Gaussian pixel noise
   (``noise_std`` grey levels) and ``num_flicker_patches`` rectangles of random colour, size and
   place. They are drawn under the objects and cannot be predicted from the past.
@@ -100,6 +105,8 @@ class SyntheticConfig:
         min_activity_frames: shortest activity, in frames.
         max_activity_frames: longest activity, in frames.
         deviation_prob: chance that a recipe step is replaced by a random action.
+        reposition_prob: chance that an activity (other than a video's first) starts with every
+            object moved to a new random place (a new view).
         speed: object speed, fraction of the frame width per frame.
         object_size: object half-size, fraction of the frame width.
         orbit_radius: radius of ``orbit``, fraction of the frame width.
@@ -121,6 +128,7 @@ class SyntheticConfig:
     min_activity_frames: int = 8
     max_activity_frames: int = 24
     deviation_prob: float = 0.1
+    reposition_prob: float = 0.0
     speed: float = 0.025
     object_size: float = 0.08
     orbit_radius: float = 0.14
@@ -142,6 +150,7 @@ class SyntheticConfig:
             ("max_activity_frames", self.max_activity_frames >= self.min_activity_frames,
              "must be >= min_activity_frames"),
             ("deviation_prob", 0.0 <= self.deviation_prob <= 1.0, "must be in [0, 1]"),
+            ("reposition_prob", 0.0 <= self.reposition_prob <= 1.0, "must be in [0, 1]"),
             ("zigzag_period", self.zigzag_period >= 2, "must be >= 2"),
             ("noise_std", self.noise_std >= 0, "must be >= 0"),
             ("num_flicker_patches", self.num_flicker_patches >= 0, "must be >= 0"),
@@ -262,6 +271,9 @@ class SyntheticVideos:
             step += 1
             length = int(rng.integers(c.min_activity_frames, c.max_activity_frames + 1))
             stop = min(t + length, n_frames) - 1
+            # Drawn only when enabled, so datasets without new views keep their exact pixels.
+            if t > 0 and c.reposition_prob > 0 and rng.random() < c.reposition_prob:
+                pos = rng.uniform(0.15, 0.85, size=(c.num_objects, 2))
             verb, noun = verb_noun_of(action, c.num_objects)
             path = self._trajectory(verb, pos[noun], stop - t + 1)  # [L, 2]
             positions[t : stop + 1] = pos

@@ -67,12 +67,20 @@ class EncoderConfig:
 
 @dataclass
 class PredictorConfig:
-    """A narrow transformer that reads context tokens plus query tokens carrying target positions."""
+    """A narrow transformer that reads context tokens plus query tokens carrying target positions.
+
+    Args:
+        anchor_queries: the query for step t+j also carries the context token at step t of
+            the same slot (future predictor only). The predictor then starts from the present
+            and learns the change, instead of first having to learn where to look; without it,
+            briefly trained predictors output the same mean target for every clip.
+    """
 
     embed_dim: int = 384
     depth: int = 12
     num_heads: int = 12
     drop_path_rate: float = 0.0
+    anchor_queries: bool = True
 
     def __post_init__(self) -> None:
         _check(self.embed_dim % self.num_heads == 0, "predictor.embed_dim", self.embed_dim,

@@ -67,6 +67,7 @@ class FuturePredictor(nn.Module):
         super().__init__()
         pd = cfg.embed_dim
         self.in_dim, self.dim, self.horizon = in_dim, pd, horizon
+        self.anchor = cfg.anchor_queries
         self.embed = nn.Linear(in_dim, pd)
         self.query_token = nn.Parameter(torch.zeros(1, 1, pd))
         self.horizon_embed = nn.Parameter(torch.zeros(horizon, pd))
@@ -122,7 +123,8 @@ class FuturePredictor(nn.Module):
         steps = torch.arange(s + self.horizon, device=context.device)
         time_pos = sincos_1d(self.dim, steps).to(context)  # [S+h, pd]
 
-        x = self.embed(context) + time_pos[:s, None, :] + tok_pos[None]  # [B, S, Q, pd]
+        emb = self.embed(context)  # [B, S, Q, pd]
+        x = emb + time_pos[:s, None, :] + tok_pos[None]
         x = x.reshape(b, s * q, self.dim)
 
         tgt_step = pairs[:, 0] + pairs[:, 1]
@@ -133,6 +135,8 @@ class FuturePredictor(nn.Module):
             + tok_pos[None]
         )  # [P, Q, pd]
         qry = qry.reshape(1, p * q, self.dim).expand(b, -1, -1)
+        if self.anchor:  # start each query from its slot's present token (context step t)
+            qry = qry + emb[:, pairs[:, 0]].reshape(b, p * q, self.dim)
         if z is not None and self.z_embed is not None:
             qry = qry + self.z_embed(z)[:, None, :]
 
