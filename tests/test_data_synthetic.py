@@ -89,6 +89,28 @@ def test_motion_is_constant_velocity_within_a_slide() -> None:
     assert checked > 0
 
 
+def test_new_views_move_every_object_only_at_activity_starts() -> None:
+    base = SyntheticConfig(num_train_videos=10, num_val_videos=0)
+    plain = SyntheticVideos(base)
+    views = SyntheticVideos(SyntheticConfig(**{**base.__dict__, "reposition_prob": 1.0}))
+    wrapped = lambda d: np.abs(np.mod(d + 0.5, 1.0) - 0.5)  # noqa: E731 - distance on the torus
+    jumps = 0
+    for i in range(10):
+        v, p = views.video(i), plain.video(i)
+        assert np.array_equal(v.activity, p.activity)  # the same activities and timing
+        step = wrapped(np.diff(v.positions, axis=0)).max(axis=(1, 2))  # [T-1] largest move per frame
+        starts = {s.start for s in v.segments[1:]}
+        for t in range(1, len(v.activity)):
+            if t in starts:  # a new view: objects land anywhere (a resting one moves by > 2 speeds)
+                jumps += int(step[t - 1] > 2 * base.speed)
+            else:  # within an activity, one object moves at most one speed per frame (orbit: chord)
+                assert step[t - 1] <= base.speed + 1e-5, (i, t)
+    assert jumps >= 0.9 * sum(len(views.video(i).segments) - 1 for i in range(10))
+    # Off (the default), the videos are unchanged.
+    off = SyntheticVideos(SyntheticConfig(**{**base.__dict__, "reposition_prob": 0.0}))
+    assert np.array_equal(off.video(3).positions, plain.video(3).positions)
+
+
 def test_activity_grammar_is_learnable() -> None:
     gen = SyntheticVideos(SyntheticConfig())
     seqs = {

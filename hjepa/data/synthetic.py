@@ -252,6 +252,7 @@ class SyntheticVideos:
         if not 0 <= index < len(self):
             raise IndexError(f"video {index} outside 0..{len(self) - 1}")
         rng = np.random.default_rng([c.seed, index, 0])
+        views = np.random.default_rng([c.seed, index, 2])
         n_frames = c.frames_per_video
         recipe = int(rng.integers(c.num_recipes))
         seq = self.recipes[recipe]
@@ -271,9 +272,9 @@ class SyntheticVideos:
             step += 1
             length = int(rng.integers(c.min_activity_frames, c.max_activity_frames + 1))
             stop = min(t + length, n_frames) - 1
-            # Drawn only when enabled, so datasets without new views keep their exact pixels.
-            if t > 0 and c.reposition_prob > 0 and rng.random() < c.reposition_prob:
-                pos = rng.uniform(0.15, 0.85, size=(c.num_objects, 2))
+            # A stream of its own: with or without new views, a video has the same activities.
+            if t > 0 and c.reposition_prob > 0 and views.random() < c.reposition_prob:
+                pos = views.uniform(0.15, 0.85, size=(c.num_objects, 2))
             verb, noun = verb_noun_of(action, c.num_objects)
             path = self._trajectory(verb, pos[noun], stop - t + 1)  # [L, 2]
             positions[t : stop + 1] = pos
