@@ -191,3 +191,38 @@ def test_config_refuses_bad_values_and_unknown_keys() -> None:
         HJEPAConfig.from_dict({"levels": [{"horizn": 2}]})
     cfg = tiny_config(3, latent=2)
     assert HJEPAConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_shared_target_trains_the_encoder_through_the_future_branch() -> None:
+    """``target: shared`` (the paper's VICReg JEPA): no EMA copy, and the loss reaches the
+    encoder through the encoding of the future as well as through the predictor's input."""
+    import dataclasses
+
+    cfg = tiny_config(2)
+    cfg.levels[1] = dataclasses.replace(cfg.levels[1], target="shared")
+    cfg = HJEPAConfig.from_dict(cfg.to_dict())
+    clip = clip_for(cfg)
+
+    def level2_encoder_grads(shared: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = HJEPA(cfg).train()
+        assert model.levels[1].target_encoder is None and model.levels[0].target_encoder is not None
+        model.levels[1].shared_target = shared  # False: the same level with its target detached
+        torch.manual_seed(1)
+        model(clip).levels[1].loss.backward()
+        return [p.grad.clone() for p in model.levels[1].encoder.parameters() if p.grad is not None]
+
+    with_branch, without = level2_encoder_grads(True), level2_encoder_grads(False)
+    assert len(with_branch) == len(without) > 0
+    assert any(not torch.allclose(a, b) for a, b in zip(with_branch, without))
+    model = HJEPA(cfg)
+    model.update_targets(0.5)  # nothing to average for a shared level; level 1 still has its EMA
+    assert not any("levels.1.target_encoder" in k for k in model.state_dict())
+
+
+def test_shared_target_without_vicreg_is_refused() -> None:
+    cfg = tiny_config(2).to_dict()
+    cfg["levels"][1]["target"] = "shared"
+    cfg["vicreg_var_weight"] = 0.0
+    with pytest.raises(ValueError, match=r"levels\[1\].target"):
+        HJEPAConfig.from_dict(cfg)

@@ -86,8 +86,12 @@ class JEPALevel(nn.Module):
         self.vicreg = (vicreg_var_weight, vicreg_cov_weight)
         self.encoder = encoder
         self.embed_dim = encoder.embed_dim
+        # The target is the encoder itself when frozen (no gradient) or shared (gradient).
+        self.shared_target = cfg.target == "shared" and not frozen
         if frozen:
             self.encoder.requires_grad_(False)
+            self.target_encoder = None
+        elif self.shared_target:
             self.target_encoder = None
         else:
             self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
@@ -178,7 +182,8 @@ class JEPALevel(nn.Module):
                 are averaged); used only when ``masked_weight > 0``.
         """
         context = self.encode_context(x)
-        target = self.encode_target(x, context)
+        # A shared target keeps its gradient: the encoder learns to make its future predictable.
+        target = normalize_target(context) if self.shared_target else self.encode_target(x, context)
         s = context.shape[1]
         if s < 2:
             raise ValueError(f"level has {s} step(s) in this clip; it needs at least 2 to predict: use a longer clip")
@@ -214,6 +219,8 @@ class JEPALevel(nn.Module):
 
         stats["loss"] = loss.detach()
         stats["std"] = feature_std(context)
+        target = target.detach()  # what the next level reads, and the statistics, take no gradient
+        future = future.detach()
         stats["target_std"] = feature_std(target)
         stats["eff_rank"] = effective_rank(target.mean(dim=2))
         stats["copy_ratio"] = copy_ratio(pred, future, target[:, pairs[:, 0]])
