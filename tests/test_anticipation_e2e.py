@@ -1,11 +1,12 @@
 """End to end on the synthetic dataset: short pretraining, then probing and fine-tuning.
 
-One tiny H-JEPA is pretrained per session (``hjepa pretrain``'s code path, 60 steps) and one
-small synthetic dataset is written; the tests then run ``run_anticipation`` on them. Both use
-an easy variant of the synthetic generator (no pixel noise or flicker, larger and faster
-objects, 4 recipes, no deviations, 1-1.5 s activities: many actions per video), so a
-representation that tracks the running activity can anticipate the next one. The runs use one
-CPU thread: on a shared, busy CPU that is several times faster for these small models.
+The backbone is the tests' tiny H-JEPA (``test_eval_tiny_model``: 300 steps on the synthetic
+world with new views, trained once per session and shared with the evaluation tests). The
+anticipation data are written from the same world with another seed: 512 training videos
+(about 2200 actions: with 40-64 videos the frozen-feature heads mostly memorised) and 64
+validation videos. In this world the activity running 1 s before an action fixes the action
+(a head fed the true running activity scores recall@5 1.0), so anticipation is
+recognising the running activity from the features.
 """
 
 import hashlib
@@ -14,33 +15,24 @@ import json
 import pytest
 import torch
 
+from test_eval_tiny_model import RESOLUTION, WORLD, tiny_export  # noqa: F401 - session fixture (trains once)
+
 from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig
 from hjepa.anticipation.predictions import validate_challenge_json
 from hjepa.anticipation.probe import FeatureSet, HeadConfig, OptimConfig, predict_heads
 from hjepa.anticipation.run import load_head, run, run_anticipation
 
-PRETRAIN_STEPS = 60
-EASY = dict(speed=0.05, object_size=0.12, noise_std=0, num_flicker_patches=0, num_recipes=4, deviation_prob=0.0,
-            min_activity_frames=8, max_activity_frames=12)
+TRAIN_VIDEOS, VAL_VIDEOS = 256, 64
+# Features are read at 64 px from 3-window clips, not at the 32 px / 4 windows the backbone was
+# pretrained with (the run's default): at 32 px an object is one 8-px patch and the heads reached
+# recall@5 0.42-0.57 (64-256 training videos); read at 64 px it spans four patches and they
+# reach 0.95-0.99.
+WINDOW = WindowConfig(crop_size=64, num_windows=3)
 
 
 @pytest.fixture(scope="session")
-def pretrained(tmp_path_factory):
-    from hjepa.cli.pretrain import main as pretrain_main
-
-    run_dir = tmp_path_factory.mktemp("pretrain")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = pretrain_main([
-            "--run_dir", str(run_dir), f"--trainer.max_steps={PRETRAIN_STEPS}", "--logger.wandb=false",
-            "--data.batch_size=8", "--data.num_windows=3", "--trainer.limit_val_batches=1",
-            "--data.synthetic.num_train_videos=64", "--data.synthetic.num_val_videos=4",
-            *[f"--data.synthetic.{k}={v}" for k, v in EASY.items()],
-        ])
-    finally:
-        torch.set_num_threads(threads)
-    return summary["checkpoint"]
+def pretrained(tiny_export):  # noqa: F811
+    return str(tiny_export)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +40,8 @@ def synthetic(tmp_path_factory):
     from hjepa.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic_dataset(root, SyntheticConfig(seed=1000, num_train_videos=40, num_val_videos=16, **EASY))
+    write_synthetic_dataset(root, SyntheticConfig(seed=1000, num_train_videos=TRAIN_VIDEOS, num_val_videos=VAL_VIDEOS,
+                                                  resolution=RESOLUTION, **WORLD))
     return root
 
 
@@ -67,8 +60,8 @@ def probe_run(pretrained, synthetic, tmp_path_factory):
     model = load_pretrained(pretrained)
     before = _hash(model)
     cfg = AnticipationConfig(
-        ckpt=pretrained, out_dir=str(out), device="cpu", cpu_threads=1,
-        data=DataConfig(synthetic_dir=str(synthetic)),
+        ckpt=pretrained, out_dir=str(out), device="cpu", cpu_threads=2,
+        data=DataConfig(synthetic_dir=str(synthetic)), window=WINDOW,
         head=HeadConfig(dim=64, num_heads=4),
         optim=OptimConfig(epochs=25, batch_size=64, lr=2e-3, label_smoothing=0.1),
     )
@@ -82,8 +75,8 @@ def test_probe_outputs(probe_run):
     assert summary["num_verbs"] == 6 and summary["num_nouns"] == 4
     assert 10 <= summary["num_actions"] <= 24  # the (verb, noun) pairs the 4 recipes use
     # every video starts with an action at frame 0: nothing observable 1 s before it
-    assert summary["train_dropped_unobservable"] == 40 and summary["val_dropped_unobservable"] == 16
-    assert summary["skipped_videos"] == 0 and summary["val_evaluated"] > 60
+    assert summary["train_dropped_unobservable"] == TRAIN_VIDEOS and summary["val_dropped_unobservable"] == VAL_VIDEOS
+    assert summary["skipped_videos"] == 0 and summary["val_evaluated"] > 400
     sub = json.loads((out / "predictions.json").read_text())
     validate_challenge_json(sub, num_verbs=6, num_nouns=4, num_actions=summary["num_actions"])
     # predictions cover every observable validation action, also those left out of the metrics
@@ -115,29 +108,25 @@ def test_head_checkpoint_reproduces_predictions(probe_run):
     assert best == vocab.actions[int(logits[summary["main_head"]]["action"][0].argmax())]
 
 
-# The two quality checks below are what the run is for; with the current pretraining they do not
-# hold yet, and the marks say so (strict: once they pass, pytest reports it and the marks must go).
-# Measured on this fixture and on longer runs (600 steps of this data, 300 steps of the default
-# data): level 2 collapses during pretraining - its predictions are the same for every clip
-# (std across clips ~1e-6) and its context varies ~1e-3 - so no head beats the level-1 head, and
-# every head stays within ~0.05-0.10 of the training-frequency prior.
-COLLAPSED_LEVEL2 = "the short-pretrained H-JEPA has not learned the activity grammar: its higher-level predictions barely depend on the clip"
-
-
-@pytest.mark.xfail(strict=True, reason=COLLAPSED_LEVEL2)
 def test_anticipation_well_above_chance(probe_run):
     summary = probe_run[0]
     baseline = max(summary["chance_action_recall5"], summary["prior_action_recall5"])
-    # Class-mean top-5 recall of the next action, 1 s ahead, by the main head.
+    # Class-mean top-5 recall of the next action, 1 s ahead, by the main head (levels 1-2,
+    # context and predictions). Measured: 0.98 against chance and prior 0.31 (about 85 s).
     assert summary["action_recall5"] > baseline + 0.15, (summary["action_recall5"], baseline)
 
 
-@pytest.mark.xfail(strict=True, reason=COLLAPSED_LEVEL2)
+# Not true yet, and the mark says so (strict: once it passes, pytest reports it and the mark must
+# go). Recall@5 is near its ceiling for every head here (measured: 0.98 for level 1's context and
+# for levels 1-2 with predictions), so the comparison is also on top-1 accuracy, where they are
+# level: 0.57 and 0.58 (levels 1-2 context alone 0.60). Level 2 and the predicted tokens add nothing the level-1 context lacks in this world,
+# where the running activity alone fixes the next one.
+@pytest.mark.xfail(strict=True, reason="the tiny backbone's higher-level predictions do not yet add to level 1")
 def test_higher_level_predictions_beat_level1_only(probe_run):
     summary = probe_run[0]
-    top = summary["ablation/L1-2+pred/action_recall5"]
-    l1 = summary["ablation/L1/action_recall5"]
-    assert top > l1 + 0.05, (top, l1)
+    top, l1 = "ablation/L1-2+pred/action_", "ablation/L1/action_"
+    assert summary[top + "recall5"] >= summary[l1 + "recall5"], (summary[top + "recall5"], summary[l1 + "recall5"])
+    assert summary[top + "top1"] > summary[l1 + "top1"] + 0.05, (summary[top + "top1"], summary[l1 + "top1"])
 
 
 def test_recall_is_computed_against_its_baselines(probe_run):

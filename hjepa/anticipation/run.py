@@ -188,6 +188,7 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
         from hjepa.loading import load_pretrained
 
         model = load_pretrained(cfg.ckpt)
+    if cfg.ckpt:  # also when the caller passes the loaded model: the clip it knows is the default
         pretrain_data = pretraining_data_settings(cfg.ckpt)
     model = model.to(device).eval()
     num_levels = cfg.levels or model.num_levels
