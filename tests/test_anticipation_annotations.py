@@ -1,5 +1,6 @@
 """Annotation parsing: the real EPIC-KITCHENS-100 files, the generic layout, and bad input."""
 
+import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -180,3 +181,16 @@ def test_parse_timestamp():
     assert parse_timestamp("2.25") == 2.25
     with pytest.raises(ValueError):
         parse_timestamp("1::2")
+
+
+def test_synthetic_anticipation_data_comes_from_the_pretraining_world(tmp_path):
+    from hjepa.anticipation.synthetic import SEED_OFFSET, synthetic_annotations
+
+    world = {"seed": 3, "num_train_videos": 999, "num_recipes": 2, "reposition_prob": 1.0, "resolution": 32,
+             "frames_per_video": 24}
+    files = synthetic_annotations(tmp_path, 2, 1, seed=5, world=world)
+    written = json.loads((tmp_path / "grammar.json").read_text())["config"]
+    # the world's grammar and look; this run's own seed and sizes
+    assert written["num_recipes"] == 2 and written["reposition_prob"] == 1.0 and written["resolution"] == 32
+    assert written["seed"] == SEED_OFFSET + 5 and written["num_train_videos"] == 2 and written["num_val_videos"] == 1
+    assert files.train.is_file() and len(list((tmp_path / "videos").glob("*.mp4"))) == 3

@@ -58,8 +58,8 @@ class DataConfig:
     max_train: Optional[int] = None
     max_val: Optional[int] = None
     synthetic_dir: Optional[str] = None
-    synthetic_train_videos: int = 48
-    synthetic_val_videos: int = 16
+    synthetic_train_videos: int = 256
+    synthetic_val_videos: int = 64
     num_workers: int = 0
 
     def __post_init__(self) -> None:

@@ -338,7 +338,10 @@ def prepare_data(cfg: AnticipationConfig, out: Path) -> PreparedData:
         from hjepa.anticipation.synthetic import synthetic_annotations
 
         root = Path(d.synthetic_dir) if d.synthetic_dir else out / "synthetic"
-        syn = synthetic_annotations(root, d.synthetic_train_videos, d.synthetic_val_videos, cfg.seed)
+        from hjepa.eval.data import checkpoint_data_config
+
+        world = checkpoint_data_config(cfg.ckpt).get("synthetic") if cfg.ckpt else None
+        syn = synthetic_annotations(root, d.synthetic_train_videos, d.synthetic_val_videos, cfg.seed, world)
         train_path, val_path, video_dir, pattern = str(syn.train), str(syn.val), str(syn.video_dir), syn.video_pattern
         info_path, verb_path, noun_path = str(syn.video_info), str(syn.verb_classes), str(syn.noun_classes)
     table = read_video_info(info_path) if info_path else None

@@ -43,11 +43,14 @@ def synthetic_files(root: Path) -> SyntheticFiles:
     )
 
 
-def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int, seed: int = 0) -> SyntheticFiles:
+def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int, seed: int = 0,
+                          world: dict | None = None) -> SyntheticFiles:
     """Reuse the synthetic dataset in ``root`` or write one there.
 
     An existing dataset (e.g. from ``hjepa synth --out root``) is used as it is; otherwise
     ``num_train_videos`` + ``num_val_videos`` videos are written with seed ``SEED_OFFSET + seed``.
+    ``world``: the ``SyntheticConfig`` fields the backbone was pretrained on (its grammar, sizes
+    and distractors); the videos then come from the same world, with new seeds. None: defaults.
     """
     files = synthetic_files(root)
     needed = (files.train, files.val, files.video_info, files.verb_classes, files.noun_classes)
@@ -55,6 +58,7 @@ def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int
         return files
     from hjepa.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
-    cfg = SyntheticConfig(seed=SEED_OFFSET + seed, num_train_videos=num_train_videos, num_val_videos=num_val_videos)
+    cfg = SyntheticConfig(**{**(world or {}), "seed": SEED_OFFSET + seed, "num_train_videos": num_train_videos,
+                             "num_val_videos": num_val_videos})
     write_synthetic_dataset(root, cfg)
     return files
