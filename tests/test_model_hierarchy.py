@@ -226,3 +226,13 @@ def test_shared_target_without_vicreg_is_refused() -> None:
     cfg["vicreg_var_weight"] = 0.0
     with pytest.raises(ValueError, match=r"levels\[1\].target"):
         HJEPAConfig.from_dict(cfg)
+
+
+def test_saved_configs_from_before_anchored_queries_load_without_them() -> None:
+    saved = tiny_config(2).to_dict()
+    assert HJEPAConfig.from_dict(saved).levels[0].predictor.anchor_queries  # saved with the key: kept
+    for level in saved["levels"]:
+        del level["predictor"]["anchor_queries"]
+    old = HJEPAConfig.from_dict(saved)
+    assert not any(lv.predictor.anchor_queries for lv in old.levels)
+    assert "anchor_queries" not in saved["levels"][0]["predictor"]  # the caller's dict is left alone

@@ -9,6 +9,7 @@ in that dict are refused by name.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
 
@@ -248,7 +249,16 @@ class HJEPAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HJEPAConfig":
-        """Rebuild from ``to_dict()`` output; unknown keys are refused by name."""
+        """Rebuild from ``to_dict()`` output; unknown keys are refused by name.
+
+        A saved predictor without ``anchor_queries`` was trained before the option existed,
+        that is without anchored queries, and is rebuilt that way.
+        """
+        data = copy.deepcopy(data)
+        for level in data.get("levels") or []:
+            pred = level.get("predictor") if isinstance(level, dict) else None
+            if isinstance(pred, dict):
+                pred.setdefault("anchor_queries", False)
         return _from_dict(cls, data, "model")
 
 
