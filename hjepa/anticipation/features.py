@@ -10,9 +10,7 @@ For an observed clip ending ``tau_a`` seconds before an action, every level k gi
   rolled forward: its predictions for the next ``h_k`` steps are appended to the context and
   it predicts again from there, until step ``n_k`` is reached.
 
-Predictions live in the target space (``layer_norm`` of the target encoder's tokens, no
-affine); to append them to the context they are mapped back to the context's scale with the
-per-token mean and standard deviation of the last observed context step.
+The rollout is :func:`hjepa.models.rollout.rollout`, the one ``hjepa evaluate`` scores.
 
 The functions take ``grad`` so fine-tuning can run the same code with gradients.
 """
@@ -26,6 +24,7 @@ import torch
 from torch import Tensor
 
 from hjepa.anticipation.windows import anticipation_steps
+from hjepa.models.rollout import rollout
 
 
 def level_step_seconds(model, level: int, sample_fps: float) -> float:
@@ -73,33 +72,6 @@ def encode_levels(model, clip: Tensor, num_levels: int, grad: bool = False) -> l
         return model.context_tokens(clip, num_levels)
 
 
-def _to_context_scale(pred: Tensor, reference: Tensor) -> Tensor:
-    """Map layer-normed predictions ``[B, n, Q, D]`` to the scale of ``reference`` ``[B, Q, D]``."""
-    mean = reference.mean(dim=-1, keepdim=True)[:, None]
-    std = reference.std(dim=-1, keepdim=True, unbiased=False)[:, None]
-    return pred * std + mean
-
-
-def rollout(level, context: Tensor, steps: int, grid_hw: tuple[int, int] | None) -> Tensor:
-    """Predictions of the ``steps`` steps after the clip: ``[B, steps, Q, D]`` (target space).
-
-    ``context``: ``[B, S, Q, D]``. Up to the level's horizon the predictor answers directly;
-    beyond it, predictions are appended to the context and the predictor goes on from there.
-    """
-    horizon = level.cfg.horizon
-    ctx, preds, done = context, [], 0
-    while done < steps:
-        k = min(horizon, steps - done)
-        t = ctx.shape[1] - 1
-        pairs = torch.stack([torch.full((k,), t), torch.arange(1, k + 1)], dim=1).to(ctx.device)
-        pred = level.predict_pairs(ctx, pairs, grid_hw)  # [B, k, Q, D]
-        preds.append(pred)
-        done += k
-        if done < steps:
-            ctx = torch.cat([ctx, _to_context_scale(pred, context[:, -1])], dim=1)
-    return torch.cat(preds, dim=1)
-
-
 def clip_features(
     model,
     clip: Tensor,
@@ -137,7 +109,8 @@ def clip_features(
             out[f"ctx{k + 1}"] = context[:, -1]
             steps = [anticipation_steps(t, level_step_seconds(model, k, r)) for t, r in zip(tau_a, sample_fps)]
             level = model.levels[k]
-            preds = rollout(level, context, max(steps), grid if k == 0 else None)  # [B, n_max, Q, D]
+            last = context.shape[1] - 1
+            preds = rollout(level, context, last, max(steps), grid if k == 0 else None)  # [B, n_max, Q, D]
             out[f"pred{k + 1}"] = preds[rows, torch.tensor(steps, device=clip.device) - 1]
     if token_grid is not None:
         for key in ("ctx1", "pred1"):

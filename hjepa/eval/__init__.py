@@ -31,7 +31,7 @@ _LAZY = {
     "run_evaluate": "hjepa.eval.evaluate",
     "evaluation_plots": "hjepa.eval.evaluate",
     "score_model": "hjepa.eval.scoring",
-    "rollout": "hjepa.eval.rollout",
+    "rollout": "hjepa.models.rollout",
     "checkpoint_data_config": "hjepa.eval.data",
 }
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from hjepa.eval.metrics import collapse_stats, cosine_similarity, retrieval_ranks, retrieval_chance
-from hjepa.eval.rollout import fit_context_map, rollout
+from hjepa.models.rollout import fit_context_map, rollout
 
 __all__ = ["ProbeData", "ScoreResult", "score_model", "step_labels"]
 
@@ -290,12 +290,11 @@ def _add_level1_rollout(acc: _Acc, key: str, model: Any, p1: Any, enc1: Any, pk:
     aligned_t = torch.tensor(aligned, device=p1.present.device)
     ratio = pk.step_frames // p1.step_frames
     cmap = fit_context_map(enc1.context)
-    h1 = p1.pred.shape[2]
     queries, positives, owns = [], [], []
     sk = pk.present.shape[1]
     for s in valid_s.tolist():
         t1 = aligned[s]
-        pred = rollout(model.levels[0], enc1.context, t1, horizon * ratio, h1, grid_hw, cmap)  # [B, Q, D]
+        pred = rollout(model.levels[0], enc1.context, t1, horizon * ratio, grid_hw, cmap)[:, -1]  # [B, Q, D]
         queries.append(pred.reshape(b, -1))
         positives.append(torch.arange(b, device=pred.device) * sk + s + horizon)
         owns.append(torch.arange(b, device=pred.device) * sk + s)
