@@ -194,3 +194,5 @@ def test_synthetic_anticipation_data_comes_from_the_pretraining_world(tmp_path):
     assert written["num_recipes"] == 2 and written["reposition_prob"] == 1.0 and written["resolution"] == 32
     assert written["seed"] == SEED_OFFSET + 5 and written["num_train_videos"] == 2 and written["num_val_videos"] == 1
     assert files.train.is_file() and len(list((tmp_path / "videos").glob("*.mp4"))) == 3
+    with pytest.raises(ValueError, match="warp_speed"):
+        synthetic_annotations(tmp_path / "other", 2, 1, world={**world, "warp_speed": 9})

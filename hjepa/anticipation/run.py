@@ -67,6 +67,7 @@ from hjepa.anticipation.probe import (
     warmup_cosine,
 )
 from hjepa.anticipation.windows import WindowPlan, draw_tau_a, plan_windows
+from hjepa.eval.data import checkpoint_data_config
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,6 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     device = resolve_device(cfg.device)
-    pretrain_data: dict[str, Any] = {}
     if model is None:
         if not cfg.ckpt:
             raise ValueError(
@@ -188,8 +188,10 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
         from hjepa.loading import load_pretrained
 
         model = load_pretrained(cfg.ckpt)
-    if cfg.ckpt:  # also when the caller passes the loaded model: the clip it knows is the default
-        pretrain_data = pretraining_data_settings(cfg.ckpt)
+    # What the pretraining recorded (read once; also when the caller passes the loaded model):
+    # its clip settings are the defaults here, and its synthetic world makes the synthetic data.
+    recorded = checkpoint_data_config(cfg.ckpt) if cfg.ckpt else {}
+    pretrain_data = pretraining_data_settings(recorded)
     model = model.to(device).eval()
     num_levels = cfg.levels or model.num_levels
     if num_levels > model.num_levels:
@@ -198,7 +200,7 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
         raise ValueError(f"config key 'level_lrs' has {len(cfg.level_lrs)} entries for {num_levels} levels")
     cfg = resolve_window(cfg, pretrain_data)
 
-    ds = prepare_data(cfg, out)
+    ds = prepare_data(cfg, out, world=recorded.get("synthetic"))
     summary: dict[str, Any] = {"mode": cfg.mode, "ckpt": str(cfg.ckpt), "num_levels": num_levels, **ds.counts}
     median_rate = statistics.median(ds.rate(v) for v in ds.video_info.values())
     T = clip_frames(model, num_levels, cfg.window.num_windows, cfg.window.tau_o, median_rate)
@@ -275,12 +277,9 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
     return summary
 
 
-def pretraining_data_settings(ckpt: str) -> dict[str, Any]:
+def pretraining_data_settings(recorded: dict[str, Any]) -> dict[str, Any]:
     """Clip settings the backbone was pretrained with (``num_windows``, ``frame_step``,
-    ``target_fps``, ``resolution``), as the checkpoint or export folder records them (else empty)."""
-    from hjepa.eval.data import checkpoint_data_config
-
-    recorded = checkpoint_data_config(ckpt)
+    ``target_fps``, ``resolution``), from what its checkpoint records (``checkpoint_data_config``)."""
     keys = ("num_windows", "frame_step", "target_fps", "resolution")
     return {k: recorded[k] for k in keys if recorded.get(k) is not None}
 
@@ -329,8 +328,12 @@ class PreparedData:
         return plan_windows(segments, self.video_info, num_frames, taus, frame_step=w.frame_step or 1)
 
 
-def prepare_data(cfg: AnticipationConfig, out: Path) -> PreparedData:
-    """Read the annotations (writing the synthetic default first if none are given)."""
+def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | None = None) -> PreparedData:
+    """Read the annotations (writing the synthetic default first if none are given).
+
+    ``world``: the synthetic config the backbone was pretrained on; synthetic data are written
+    from it (None: the generator's defaults).
+    """
     d = cfg.data
     train_path, val_path, video_dir, pattern = d.train, d.val, d.video_dir, d.video_pattern
     info_path, verb_path, noun_path = d.video_info, d.verb_classes, d.noun_classes
@@ -338,9 +341,6 @@ def prepare_data(cfg: AnticipationConfig, out: Path) -> PreparedData:
         from hjepa.anticipation.synthetic import synthetic_annotations
 
         root = Path(d.synthetic_dir) if d.synthetic_dir else out / "synthetic"
-        from hjepa.eval.data import checkpoint_data_config
-
-        world = checkpoint_data_config(cfg.ckpt).get("synthetic") if cfg.ckpt else None
         syn = synthetic_annotations(root, d.synthetic_train_videos, d.synthetic_val_videos, cfg.seed, world)
         train_path, val_path, video_dir, pattern = str(syn.train), str(syn.val), str(syn.video_dir), syn.video_pattern
         info_path, verb_path, noun_path = str(syn.video_info), str(syn.verb_classes), str(syn.noun_classes)

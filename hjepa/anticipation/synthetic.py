@@ -56,8 +56,16 @@ def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int
     needed = (files.train, files.val, files.video_info, files.verb_classes, files.noun_classes)
     if all(p.is_file() for p in needed):
         return files
+    from dataclasses import fields
+
     from hjepa.data.synthetic import SyntheticConfig, write_synthetic_dataset
 
+    unknown = sorted(set(world or {}) - {f.name for f in fields(SyntheticConfig)})
+    if unknown:
+        raise ValueError(
+            f"the backbone's synthetic world has setting(s) {unknown} this version of the generator does not "
+            "know: write the data with the matching hjepa version, or give annotation files"
+        )
     cfg = SyntheticConfig(**{**(world or {}), "seed": SEED_OFFSET + seed, "num_train_videos": num_train_videos,
                              "num_val_videos": num_val_videos})
     write_synthetic_dataset(root, cfg)
