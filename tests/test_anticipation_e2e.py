@@ -21,6 +21,7 @@ from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConf
 from hjepa.anticipation.predictions import validate_challenge_json
 from hjepa.anticipation.probe import FeatureSet, HeadConfig, OptimConfig, predict_heads
 from hjepa.anticipation.run import load_head, run, run_anticipation
+from hjepa.cli.anticipate import format_anticipation
 
 TRAIN_VIDEOS, VAL_VIDEOS = 256, 64
 # Features are read at 64 px from 3-window clips, not at the 32 px / 4 windows the backbone was
@@ -82,6 +83,8 @@ def test_probe_outputs(probe_run):
     # predictions cover every observable validation action, also those left out of the metrics
     assert len(sub["results"]) == summary["val_segments"] - summary["val_dropped_unobservable"]
     assert (out / "ablation.md").read_text().count("| L1") == 4
+    report = format_anticipation(summary)  # what `hjepa anticipate` prints when it ends
+    assert report.count("| L1") == 4 and str(out / "head.pt") in report
 
 
 def test_frozen_backbone_bitwise_unchanged(probe_run, pretrained):

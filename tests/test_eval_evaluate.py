@@ -11,7 +11,7 @@ from PIL import Image
 
 from test_eval_tiny_model import tiny_export  # noqa: F401 - session fixture (trains once)
 
-from hjepa.eval.evaluate import run_evaluate
+from hjepa.eval.evaluate import format_evaluation, run_evaluate
 
 # Every summary key is one of these documented patterns (see run_evaluate's docstring).
 KEY_PATTERNS = [
@@ -54,6 +54,15 @@ def test_summary_is_flat_documented_and_finite(evaluation):
     for probe in ("linear", "attentive"):
         for factor in ("activity", "position"):
             assert f"level1/probe_{probe}/{factor}" in summary and f"level2/probe_{probe}/{factor}" in summary
+
+
+def test_report_has_a_row_per_level_and_horizon(evaluation):
+    summary, _ = evaluation
+    report = format_evaluation(summary)  # what `hjepa evaluate` prints when it ends
+    rows = [line.split() for line in report.splitlines() if re.match(r"\s+\d\s+\d", line)]
+    assert [(r[0], r[1]) for r in rows] == [("1", "0.25s"), ("1", "0.50s"), ("2", "1.00s"), ("2", "2.00s")]
+    clips_top1 = 100 * summary["level2/h2/retrieval_clips_top1"]
+    assert rows[-1][3] == f"{clips_top1:.1f}" and "probe activity" in report
 
 
 def test_plots_are_valid_pngs(evaluation):

@@ -9,9 +9,11 @@ The two models' steps are interleaved (ours, reference, ours, ...) so that load 
 processes on a shared machine hits both alike; the median step time is reported. Model FLOPs
 utilisation (MFU) divides the model's matmul FLOPs per second by a matrix-product peak measured
 here in the step's precision (best of a large square matmul, before and after the timed steps).
+On a GPU each step is timed between two ``cuda.synchronize`` calls, so queued kernels count.
 
     python tools/benchmark_model.py                      # ViT-S/16, 16 x 128 x 128, batch 4
     python tools/benchmark_model.py --json bench.json --steps 8 --compile
+    python tools/benchmark_model.py --device cuda --bf16 --size 224 --batch 32
 """
 
 from __future__ import annotations
@@ -32,14 +34,23 @@ from torch import Tensor, nn
 from hjepa.models.vit import build_encoder
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
-    """Best FLOP/s of an n x n x n matrix product in ``dtype`` on this machine (default threads)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
+                      device: torch.device | str = "cpu") -> float:
+    """Best FLOP/s of an n x n x n matrix product in ``dtype`` on ``device`` (default threads)."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     torch.mm(a, b)  # warm-up
     best = float("inf")
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best
 
@@ -104,37 +115,45 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both models")
     ap.add_argument("--no-reference", action="store_true", help="time ours only")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:<i>")
     ap.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     args = ap.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    ours = build_encoder(args.model, pos_embed=args.pos_embed)
+    ours = build_encoder(args.model, pos_embed=args.pos_embed).to(device)
     dim, depth, heads = ours.embed_dim, ours.depth, ours.num_heads
     patch, tubelet = ours.patch_size, ours.tubelet_size
     tokens = ours.num_tokens(args.frames, args.size, args.size)
     mlp_hidden = ours.blocks[0].mlp.fc1.out_features
-    x = torch.randn(args.batch, 3, args.frames, args.size, args.size)
+    x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
 
     ours_fn = torch.compile(ours) if args.compile else ours
     runs: dict[str, JEPAStep] = {"ours": JEPAStep(ours, lambda m, v: m(v))}
     if args.compile:  # compile the module actually called, target and context separately
         runs["ours"].encode = lambda m, v: (ours_fn(v) if m is ours else m(v))
     if not args.no_reference:
-        ref = build_reference(dim, depth, heads, args.frames, args.size, patch, tubelet)
+        ref = build_reference(dim, depth, heads, args.frames, args.size, patch, tubelet).to(device)
         x_ref = x.permute(0, 2, 1, 3, 4)  # transformers takes [B, T, C, H, W]
         runs["reference"] = JEPAStep(ref, lambda m, v: m(pixel_values_videos=x_ref).last_hidden_state)
 
     peak_dtype = torch.bfloat16 if args.bf16 else torch.float32
-    peak_before = matmul_peak_flops(dtype=peak_dtype)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    # A GPU needs a bigger product than a CPU to reach its peak.
+    peak_n = 8192 if device.type == "cuda" else 2048
+    peak_before = matmul_peak_flops(peak_n, dtype=peak_dtype, device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
     times: dict[str, list[float]] = {k: [] for k in runs}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     for i in range(args.warmup + args.steps):
         for name, step in runs.items():
+            _sync(device)
             t0 = time.perf_counter()
             with autocast:
                 loss = step(x)
+            _sync(device)
             dt = time.perf_counter() - t0
             if not (loss == loss):
                 raise RuntimeError(f"{name}: loss is NaN")
@@ -143,16 +162,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     # MFU is measured against the peak of the precision the matmuls run in; load from other
     # processes can only lower a measurement, so the better of the two is the peak.
-    peak = max(peak_before, matmul_peak_flops(dtype=peak_dtype))
+    peak = max(peak_before, matmul_peak_flops(peak_n, dtype=peak_dtype, device=device))
     step_flops = 4 * encoder_flops(dim, depth, mlp_hidden, tokens, 3 * tubelet * patch * patch, args.batch)
     result: dict = {
         "model": args.model, "pos_embed": args.pos_embed, "clip": [args.frames, args.size, args.size],
         "batch": args.batch, "tokens_per_clip": tokens, "steps": args.steps, "warmup": args.warmup,
         "compile": args.compile, "bf16": args.bf16, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "step_gflop": step_flops / 1e9, "matmul_peak_gflops": peak / 1e9,
         "matmul_peak_dtype": "bfloat16" if args.bf16 else "float32",
     }
+    if device.type == "cuda":  # both models' steps together: the larger of the two is the figure
+        result["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     for name, ts in times.items():
         med = statistics.median(ts)
         result[f"{name}_step_s"] = med
@@ -164,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f"level-1 JEPA step, {args.model} ({dim}x{depth}, {heads} heads, {args.pos_embed}), "
           f"clip {args.frames}x{args.size}x{args.size}, batch {args.batch}, {tokens} tokens/clip, "
-          f"{torch.get_num_threads()} threads, bf16={args.bf16}, compile={args.compile}")
+          f"{torch.get_num_threads()} threads, device {result['device']}, bf16={args.bf16}, compile={args.compile}")
     print(f"matmul peak ({result['matmul_peak_dtype']}, measured): {peak / 1e9:.1f} GFLOP/s; "
           f"model FLOPs per step: {step_flops / 1e9:.1f} GFLOP")
     for name in times:
@@ -177,3 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
+
+
+if __name__ == "__main__":
+    main()

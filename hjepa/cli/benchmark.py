@@ -23,6 +23,7 @@ def benchmark(
     batch: int = 4,
     steps: int = 5,
     bf16: bool = False,
+    device: str = "cpu",
     decoding: bool = True,
     videos: str | None = None,
     quick: bool = True,
@@ -35,6 +36,7 @@ def benchmark(
         frames, size, batch: clip frames, frame side and batch of the training step.
         steps: timed training steps (after 2 warm-up steps), median reported.
         bf16: bfloat16 autocast for both models.
+        device: where the training step runs: ``cpu``, ``cuda`` or ``cuda:<i>``.
         decoding: also run the decoding / loader benchmark.
         videos: folder of real clips (default: ../shared/data/videos beside the repository).
         quick: decoding on 6 clips and fewer loader batches.
@@ -43,7 +45,8 @@ def benchmark(
     from hjepa.bench import model_step
 
     summary: dict = {"load_avg_start": os.getloadavg()[0]}
-    argv = ["--model", model, "--frames", str(frames), "--size", str(size), "--batch", str(batch), "--steps", str(steps)]
+    argv = ["--model", model, "--frames", str(frames), "--size", str(size), "--batch", str(batch), "--steps", str(steps),
+            "--device", device]
     train = model_step.main(argv + (["--bf16"] if bf16 else []))
     summary.update({f"train/{k}": v for k, v in train.items() if not isinstance(v, (list, dict))})
     if decoding:

@@ -10,6 +10,8 @@ from hjepa.cli.function_cli import run_function_cli
 
 
 def main(argv: list[str]) -> None:
-    from hjepa.eval.evaluate import run_evaluate
+    from hjepa.eval.evaluate import format_evaluation, run_evaluate
 
-    run_function_cli(run_evaluate, argv, "hjepa evaluate", __doc__.split("\n\n")[0], aliases={"--out": "--out_dir"})
+    summary = run_function_cli(run_evaluate, argv, "hjepa evaluate", __doc__.split("\n\n")[0],
+                               aliases={"--out": "--out_dir"})
+    print(format_evaluation(summary))

@@ -7,6 +7,7 @@ for Lightning and ``hjepa --help`` is instant.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,6 +27,22 @@ def usage() -> str:
     return f"usage: hjepa <command> [options]\n\ncommands:\n{rows}\n\n'hjepa <command> --help' shows a command's options."
 
 
+def log_to_terminal() -> None:
+    """Show hjepa's progress lines (INFO and up) on stderr.
+
+    Python shows only warnings of a logger nobody configured, so without this a long
+    ``anticipate`` or ``evaluate`` run is silent until it ends. Only the ``hjepa`` logger is
+    touched: Lightning configures its own, and a library user's settings stay theirs.
+    """
+    logger = logging.getLogger("hjepa")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -35,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hjepa: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    log_to_terminal()
     module = importlib.import_module(COMMANDS[name][0])
     module.main(rest)
     return 0

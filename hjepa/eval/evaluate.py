@@ -273,6 +273,35 @@ def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
+def format_evaluation(summary: dict[str, Any]) -> str:
+    """The end-of-run report: one row per level and horizon, then the collapse statistics.
+
+    Columns: error / copy-the-present error (below 1 beats copying), retrieval of the true
+    future among the clips at the same time (top-1, %) beside chance and, for higher levels,
+    level 1 rolled out to the same time.
+    """
+    n = int(summary["num_levels"])
+    rows = [f"hjepa evaluate: {summary['num_clips']} clips, {summary['wall_time_s']:.0f} s",
+            " level  horizon  error/copy  clips top-1  chance  L1 rolled out"]
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    for k in range(1, n + 1):
+        for j in _level_horizons(summary, k, "l1"):
+            g = lambda name: summary.get(f"level{k}/h{j}/{name}")  # noqa: E731
+            rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {g('copy_ratio'):>10.3f}  {pct(g('retrieval_clips_top1')):>11}"
+                        f"  {pct(g('retrieval_clips_chance_top1')):>6}  {pct(g('level1_rollout_retrieval_clips_top1')):>13}")
+    for k in range(1, n + 1):
+        rank, std = summary.get(f"level{k}/context_eff_rank"), summary.get(f"level{k}/context_std_mean")
+        if rank is not None and std is not None:
+            rows.append(f"level {k} context: effective rank {rank:.1f}, mean std {std:.3f}")
+    for name in sorted({k.split("/")[1] for k in summary if k.startswith("probe/") and k.endswith("/metric")}):
+        cells = [f"L{k} {kind} {summary[key]:.3f}" for k in range(1, n + 1) for kind in ("linear", "attentive")
+                 if (key := f"level{k}/probe_{kind}/{name}") in summary]
+        rows.append(f"probe {name} ({summary[f'probe/{name}/metric']}, chance {summary[f'probe/{name}/chance']:.3f}): "
+                    + ", ".join(cells))
+    rows.append(f"plots: {summary['error_plot']}, {summary['retrieval_plot']}")
+    return "\n".join(rows)
+
+
 def _spans_decades(values: list[float]) -> bool:
     """Log scale when positive values span more than a factor of 20 (a level far off its baseline)."""
     pos = [v for v in values if v > 0]

@@ -3,7 +3,8 @@
 ``summary.json`` (flat; every value a number, a string or null):
 
 - ``steps``: optimizer steps done; ``wall_time_s``: seconds in ``fit``; ``peak_rss_mb``:
-  peak resident memory of the main process (``peak_rss_children_mb``: of loader workers).
+  peak resident memory of the main process (``peak_rss_children_mb``: of loader workers);
+  ``gpu_peak_memory_mb``: peak CUDA memory allocated by this rank (GPU runs only).
 - ``loss_first`` / ``loss_final``: mean total training loss over the first / last 10 logged steps.
 - ``level{k}/{stat}_first`` / ``level{k}/{stat}_final`` for stat in ``loss``, ``pred_loss``,
   ``std`` (per-dimension std of context tokens), ``eff_rank`` (effective rank of target
@@ -70,6 +71,8 @@ class SummaryCallback(L.Callback):
         out["wall_time_s"] = round(time.perf_counter() - (self.t0 or time.perf_counter()), 2)
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         out["peak_rss_children_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+        if pl_module.device.type == "cuda":
+            out["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(pl_module.device) / 2**20, 1)
         w = self.window
         loss = self._series("train/loss")
         out["loss_first"], out["loss_final"] = _mean(loss[:w]), _mean(loss[-w:])
