@@ -32,15 +32,15 @@ def log_to_terminal() -> None:
 
     Python shows only warnings of a logger nobody configured, so without this a long
     ``anticipate`` or ``evaluate`` run is silent until it ends. Only the ``hjepa`` logger is
-    touched: Lightning configures its own, and a library user's settings stay theirs.
+    touched: Lightning configures its own. Records still propagate, so handlers on the root
+    logger (pytest's capture, a user's log file) keep receiving them.
     """
     logger = logging.getLogger("hjepa")
-    if not logger.handlers:
+    if not logger.handlers and not logging.getLogger().handlers:  # a configured root already shows them
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
