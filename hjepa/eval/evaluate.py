@@ -283,12 +283,16 @@ def format_evaluation(summary: dict[str, Any]) -> str:
     n = int(summary["num_levels"])
     rows = [f"hjepa evaluate: {summary['num_clips']} clips, {summary['wall_time_s']:.0f} s",
             " level  horizon  error/copy  clips top-1  chance  L1 rolled out"]
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    def cell(v: float | None, spec: str, scale: float = 1.0) -> str:  # null (not finite) or absent: "-"
+        return format(scale * v, spec) if v is not None else format("-", spec.split(".")[0])
+
     for k in range(1, n + 1):
         for j in _level_horizons(summary, k, "l1"):
             g = lambda name: summary.get(f"level{k}/h{j}/{name}")  # noqa: E731
-            rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {g('copy_ratio'):>10.3f}  {pct(g('retrieval_clips_top1')):>11}"
-                        f"  {pct(g('retrieval_clips_chance_top1')):>6}  {pct(g('level1_rollout_retrieval_clips_top1')):>13}")
+            rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {cell(g('copy_ratio'), '>10.3f')}"
+                        f"  {cell(g('retrieval_clips_top1'), '>11.1f', 100)}"
+                        f"  {cell(g('retrieval_clips_chance_top1'), '>6.1f', 100)}"
+                        f"  {cell(g('level1_rollout_retrieval_clips_top1'), '>13.1f', 100)}")
     for k in range(1, n + 1):
         rank, std = summary.get(f"level{k}/context_eff_rank"), summary.get(f"level{k}/context_std_mean")
         if rank is not None and std is not None:
