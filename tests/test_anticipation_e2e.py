@@ -129,10 +129,10 @@ def test_anticipation_well_above_chance(probe_run):
 # previous one lies outside level 1's 1 s window, the run's own attentive head reads the
 # running action (16 classes, majority 0.10) from level 1's context at 0.86 and from level 2's
 # at 0.16. Level 2's feature tokens have an effective rank of about 4 out of 256 dimensions.
-# Fourteen pretraining variants did not lift levels 1-2 with predictions above level 1: they
+# Fifteen pretraining variants did not lift levels 1-2 with predictions above level 1: they
 # stayed between -0.09 and +0.05 top-1 of it. The variants: that world and 2.5-3 s activities,
-# three seeds, level-2 loss weight 8, 600 steps, 8-window clips, pretraining at 64 px, mean
-# pooling, level 2 reading level 1's context, VICReg covariance 1.0, a slower EMA.
+# three seeds, level-2 loss weight 8, 600 steps, batch 32, 8-window clips, pretraining at
+# 64 px, mean pooling, level 2 reading level 1's context, VICReg covariance 1.0, a slower EMA.
 # Predicting the step after the action start did not help either. Where level 2 was probed,
 # it read the running action at 0.09-0.16, with effective rank 3-5.
 @pytest.mark.xfail(strict=True, reason="the tiny backbone's higher-level predictions do not yet add to level 1")
