@@ -196,3 +196,15 @@ def test_synthetic_anticipation_data_comes_from_the_pretraining_world(tmp_path):
     assert files.train.is_file() and len(list((tmp_path / "videos").glob("*.mp4"))) == 3
     with pytest.raises(ValueError, match="warp_speed"):
         synthetic_annotations(tmp_path / "other", 2, 1, world={**world, "warp_speed": 9})
+
+
+def test_reusing_a_dataset_from_another_world_is_said(tmp_path, caplog):
+    from hjepa.anticipation.synthetic import synthetic_annotations
+
+    world = {"num_recipes": 2, "resolution": 32, "frames_per_video": 24}
+    synthetic_annotations(tmp_path, 2, 1, world=world)
+    with caplog.at_level("WARNING", logger="hjepa.anticipation.synthetic"):
+        synthetic_annotations(tmp_path, 2, 1, seed=7, world={**world, "seed": 3})  # same world, other videos
+        assert not caplog.records
+        synthetic_annotations(tmp_path, 2, 1, world={**world, "num_recipes": 3})
+    assert len(caplog.records) == 1 and "num_recipes: 2 vs 3" in caplog.records[0].getMessage()

@@ -9,10 +9,14 @@ videos a synthetic pretraining run saw; the grammar (the recipes) is the same.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 SEED_OFFSET = 1000  # anticipation videos never repeat the pretraining videos (seed 0, 1, ...)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int
     files = synthetic_files(root)
     needed = (files.train, files.val, files.video_info, files.verb_classes, files.noun_classes)
     if all(p.is_file() for p in needed):
+        _warn_if_other_world(root, world)
         return files
     from dataclasses import fields
 
@@ -70,3 +75,24 @@ def synthetic_annotations(root: Path, num_train_videos: int, num_val_videos: int
                              "num_val_videos": num_val_videos})
     write_synthetic_dataset(root, cfg)
     return files
+
+
+# Settings that differ between two datasets of one world: which videos, and how many.
+_PER_DATASET = {"seed", "num_train_videos", "num_val_videos"}
+
+
+def _warn_if_other_world(root: Path, world: dict | None) -> None:
+    """An existing dataset is reused as it is; say so when it was written from another world
+    than the backbone's (its ``grammar.json`` records the generator settings)."""
+    grammar = root / "grammar.json"
+    if not world or not grammar.is_file():
+        return
+    try:
+        written = json.loads(grammar.read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    differ = {k: (written.get(k), v) for k, v in world.items() if k not in _PER_DATASET and written.get(k) != v}
+    if differ:
+        log.warning("reusing the synthetic dataset in %s, written from another world than the backbone's "
+                    "(setting: dataset vs backbone) %s; delete it to write one from the backbone's world",
+                    root, ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in sorted(differ.items())))

@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""What each level's anticipation features know: the next, the running and the previous action.
+
+Reads the features an ``hjepa anticipate`` run cached (``features_train.pt``, ``features_val.pt``
+in its folder; ``cache_features: true``, the default of the probe mode) and the EPIC-style
+annotations they were made from. For every action, the *running* action is the segment before
+it in its video (what is happening ``tau_a`` seconds before it starts, when segments are longer
+than ``tau_a``) and the *previous* one the segment before that. The run's own attentive head
+(:class:`hjepa.anticipation.head.AttentiveProbe`, same training) is trained on chosen token sets
+to name each of the three; validation accuracy is printed beside the majority class, with the
+effective rank of each token set (``hjepa.losses.stats.effective_rank`` of ``[N, Q*D]``).
+
+    python tools/anticipation_feature_probe.py --run runs/anticipate/synthetic \\
+        --annotations runs/anticipate/synthetic/synthetic
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from hjepa.anticipation.annotations import Segment, read_annotations
+from hjepa.anticipation.probe import (
+    FeatureSet,
+    HeadConfig,
+    HeadSpec,
+    OptimConfig,
+    build_heads,
+    fit_heads,
+    predict_heads,
+    set_input_stats,
+)
+from hjepa.losses.stats import effective_rank
+
+WHICH = ("next", "running", "previous")  # the action itself, the one before it, the one before that
+
+
+def action_history(segments: list[Segment]) -> dict[str, tuple]:
+    """``uid -> (this, previous, the one before)`` as ``(verb, noun)`` pairs (None before a video's start)."""
+    by_video: dict[str, list[Segment]] = {}
+    for s in segments:
+        by_video.setdefault(s.video_id, []).append(s)
+    out = {}
+    for segs in by_video.values():
+        segs.sort(key=lambda s: s.start_s)
+        for i, s in enumerate(segs):
+            out[s.uid] = tuple((segs[j].verb, segs[j].noun) if j >= 0 else None for j in (i, i - 1, i - 2))
+    return out
+
+
+def probe(run: Path, annotations: Path, sets: list[tuple[str, ...]], epochs: int, dim: int, seed: int) -> dict:
+    feats = {split: torch.load(run / f"features_{split}.pt", weights_only=True) for split in ("train", "val")}
+    history = {
+        "train": action_history(read_annotations(annotations / "annotations_train.csv")),
+        "val": action_history(read_annotations(annotations / "annotations_validation.csv")),
+    }
+    shapes = {k: tuple(v.shape[1:]) for k, v in feats["train"]["tokens"].items()}
+    missing = sorted({s for names in sets for s in names} - set(shapes))
+    if missing:
+        raise SystemExit(f"token sets {missing} are not in the cached features; they hold {sorted(shapes)}")
+    specs = [HeadSpec("+".join(names), names) for names in sets]
+    result: dict = {"effective_rank": {k: float(effective_rank(v.flatten(1))) for k, v in feats["train"]["tokens"].items()}}
+    for w, name in enumerate(WHICH):
+        classes = sorted({h[w] for h in history["train"].values() if h[w] is not None})
+        index = {c: i for i, c in enumerate(classes)}
+
+        def labelled(split: str) -> FeatureSet:
+            f, hist = feats[split], history[split]
+            y = torch.tensor([index.get(hist[u][w], -1) if u in hist and hist[u][w] is not None else -1 for u in f["uids"]])
+            return FeatureSet(f["tokens"], {"action": y}, f["uids"])
+
+        train, val = labelled("train"), labelled("val")
+        torch.manual_seed(seed)
+        heads = build_heads(specs, shapes, {"action": len(classes)}, HeadConfig(dim=dim, num_heads=4))
+        rows = train.labelled()
+        set_input_stats(heads, specs, {k: v[rows] for k, v in train.tokens.items()})
+        fit_heads(heads, specs, train, OptimConfig(epochs=epochs, batch_size=64, lr=2e-3, label_smoothing=0.1), seed=seed)
+        logits = predict_heads(heads, specs, val)
+        y = val.targets["action"]
+        keep = y >= 0
+        result[name] = {s.name: float((logits[s.name]["action"][keep].argmax(1) == y[keep]).float().mean()) for s in specs}
+        result[name]["majority"] = float(torch.bincount(y[keep]).max() / keep.sum())
+        result[name]["classes"] = len(classes)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, required=True, help="an `hjepa anticipate` folder with cached features")
+    ap.add_argument("--annotations", type=Path, required=True,
+                    help="folder with annotations_train.csv and annotations_validation.csv (EPIC layout)")
+    ap.add_argument("--sets", default="ctx1;ctx2;ctx2,pred2;ctx1,ctx2",
+                    help="token sets, one head each: ';' between heads, ',' inside one (default: %(default)s)")
+    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--dim", type=int, default=64, help="head width")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args(argv)
+    sets = [tuple(s.split(",")) for s in args.sets.split(";")]
+    result = probe(args.run, args.annotations, sets, args.epochs, args.dim, args.seed)
+    names = ["+".join(s) for s in sets]
+    print("validation accuracy of the run's head on each token set")
+    print(f"{'action':>9}  " + "  ".join(f"{n:>10}" for n in names) + "  majority  classes")
+    for which in WHICH:
+        r = result[which]
+        print(f"{which:>9}  " + "  ".join(f"{r[n]:>10.3f}" for n in names) + f"  {r['majority']:>8.3f}  {r['classes']:>7}")
+    print("effective rank: " + ", ".join(f"{k} {v:.1f}" for k, v in result["effective_rank"].items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
