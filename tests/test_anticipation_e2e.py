@@ -135,7 +135,11 @@ def test_anticipation_well_above_chance(probe_run):
 # three seeds, level-2 loss weight 8, 600 steps, batch 32, 8-window clips, pretraining at
 # 64 px, mean pooling, level 2 reading level 1's context, VICReg covariance 1.0, a slower EMA.
 # Predicting the step after the action start did not help either. Where level 2 was probed,
-# it read the running action at 0.09-0.16, with effective rank 9-18.
+# it read the running action at 0.09-0.16, with effective rank 9-18, and it does not hold the
+# objects' positions (ridge R^2 0.01 against 0.92 from level 1's context). Two other level-2
+# targets, level 1's tokens averaged over the step and the EMA encoder applied to the future step
+# alone, moved top-1 by -0.022 and -0.002. Fine-tuned for anticipation, level 2 does add (top-1
+# 0.49 vs 0.44 from level 1's context): the self-supervised objective is what falls short.
 @pytest.mark.xfail(strict=True, reason="the tiny backbone's higher-level predictions do not yet add to level 1")
 def test_higher_level_predictions_beat_level1_only(probe_run):
     summary = probe_run[0]
@@ -237,3 +241,7 @@ def test_feature_probe_tool_reads_what_level1_sees(probe_run, synthetic):
     running = result["running"]
     assert running["ctx1"] > running["majority"] + 0.3, running
     assert set(result["effective_rank"]) == {"ctx1", "pred1", "ctx2", "pred2"}
+    # Level 1's context also holds where the objects are (measured R^2 0.80-0.92 on such runs).
+    r2 = tool.position_r2(out, synthetic, ["ctx1"])
+    assert r2 is not None and r2["ctx1"] > 0.5, r2
+    assert tool.position_r2(out, out, ["ctx1"]) is None  # no synthetic frame labels there: nothing to score

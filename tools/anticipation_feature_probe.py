@@ -10,6 +10,11 @@ than ``tau_a``) and the *previous* one the segment before that. The run's own at
 to name each of the three; validation accuracy is printed beside the majority class, with the
 effective rank of each token set (``hjepa.losses.stats.effective_rank`` of ``[N, Q*D]``).
 
+On the synthetic dataset it also asks whether a token set holds *where the objects are* at the
+observation end: a ridge regression from the flattened tokens to every object's position (``sin``
+and ``cos`` of ``2*pi*x`` and ``2*pi*y``, the positions live on a torus), fitted on the training
+features and scored by its validation R^2 (``frame_labels_*.csv``; skipped when they are absent).
+
     python tools/anticipation_feature_probe.py --run runs/anticipate/synthetic \\
         --annotations runs/anticipate/synthetic/synthetic
 """
@@ -17,12 +22,14 @@ effective rank of each token set (``hjepa.losses.stats.effective_rank`` of ``[N,
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 from pathlib import Path
 
 import torch
 
-from hjepa.anticipation.annotations import Segment, read_annotations
+from hjepa.anticipation.annotations import Segment, read_annotations, read_video_info
 from hjepa.anticipation.probe import (
     FeatureSet,
     HeadConfig,
@@ -87,6 +94,64 @@ def probe(run: Path, annotations: Path, sets: list[tuple[str, ...]], epochs: int
     return result
 
 
+def _frame_positions(path: Path) -> dict[tuple[str, int], list[float]]:
+    """``frame_labels_<split>.csv`` -> ``{(video_id, frame): [sin, cos] of 2*pi*(x0, y0, x1, ...)}``."""
+    out = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        coords = [c for c in reader.fieldnames or [] if c[:1] in "xy" and c[1:].isdigit()]
+        for row in reader:
+            angles = [2 * math.pi * float(row[c]) for c in coords]
+            out[(row["video_id"], int(row["frame"]))] = [g(a) for a in angles for g in (math.sin, math.cos)]
+    return out
+
+
+def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0.1) -> dict[str, float] | None:
+    """Validation R^2 (mean over the object coordinates) of a ridge regression from each token set
+    to the objects' positions at the observation end; None without the synthetic frame labels.
+
+    The observation end of an action is frame ``floor((start_s - tau_a) * fps)``, as the windows
+    cut it (``hjepa.anticipation.windows``). ``ridge`` is the penalty per training sample on
+    standardised features.
+    """
+    files = {split: annotations / f"frame_labels_{name}.csv" for split, name in (("train", "train"), ("val", "validation"))}
+    if not all(p.is_file() for p in files.values()):
+        return None
+    fps = {v: i.fps for v, i in read_video_info(annotations / "video_info.csv").items()}
+    starts = {
+        split: {s.uid: s for s in read_annotations(annotations / f"annotations_{name}.csv")}
+        for split, name in (("train", "train"), ("val", "validation"))
+    }
+    data = {}
+    for split, path in files.items():
+        positions = _frame_positions(path)
+        feats = torch.load(run / f"features_{split}.pt", weights_only=True)
+        rows, y = [], []
+        for i, uid in enumerate(feats["uids"]):
+            seg = starts[split].get(uid)
+            if seg is None:
+                continue
+            end = math.floor((seg.start_s - float(feats["tau_a"][i])) * fps[seg.video_id] + 1e-6)
+            if (seg.video_id, end) in positions:
+                rows.append(i)
+                y.append(positions[(seg.video_id, end)])
+        data[split] = (feats["tokens"], torch.tensor(rows), torch.tensor(y, dtype=torch.float64))
+    result = {}
+    for name in names:
+        (tok_tr, rows_tr, y_tr), (tok_va, rows_va, y_va) = [
+            (t[name][r].flatten(1).double(), r, y) for t, r, y in (data["train"], data["val"])
+        ]
+        mean, std = tok_tr.mean(0), tok_tr.std(0) + 1e-6
+        x_tr = torch.cat([(tok_tr - mean) / std, torch.ones(len(tok_tr), 1, dtype=torch.float64)], 1)
+        x_va = torch.cat([(tok_va - mean) / std, torch.ones(len(tok_va), 1, dtype=torch.float64)], 1)
+        gram = x_tr.T @ x_tr + ridge * len(x_tr) * torch.eye(x_tr.shape[1], dtype=torch.float64)
+        w = torch.linalg.solve(gram, x_tr.T @ y_tr)
+        resid = ((x_va @ w - y_va) ** 2).sum(0)
+        total = ((y_va - y_va.mean(0)) ** 2).sum(0)
+        result[name] = float((1 - resid / total).mean())
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="an `hjepa anticipate` folder with cached features")
@@ -101,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     sets = [tuple(s.split(",")) for s in args.sets.split(";")]
     result = probe(args.run, args.annotations, sets, args.epochs, args.dim, args.seed)
+    result["position_r2"] = position_r2(args.run, args.annotations, sorted(result["effective_rank"]))
     names = ["+".join(s) for s in sets]
     print("validation accuracy of the run's head on each token set")
     print(f"{'action':>9}  " + "  ".join(f"{n:>10}" for n in names) + "  majority  classes")
@@ -108,6 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
         r = result[which]
         print(f"{which:>9}  " + "  ".join(f"{r[n]:>10.3f}" for n in names) + f"  {r['majority']:>8.3f}  {r['classes']:>7}")
     print("effective rank: " + ", ".join(f"{k} {v:.1f}" for k, v in result["effective_rank"].items()))
+    if result["position_r2"] is not None:
+        print("object positions at the observation end, validation R^2 of a ridge regression: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in result["position_r2"].items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
