@@ -226,7 +226,7 @@ def test_missing_videos_are_skipped_and_counted(pretrained, synthetic, tmp_path)
     assert "no_such_video" in summary["skipped_files"][0]
 
 
-def test_feature_probe_tool_reads_what_level1_sees(probe_run, synthetic):
+def test_feature_probe_tool_reads_what_level1_sees(probe_run, synthetic, tmp_path):
     # tools/anticipation_feature_probe.py on this run's cached features: level 1's context
     # names the running action (the one it watches) far above the majority class.
     import importlib.util
@@ -245,3 +245,10 @@ def test_feature_probe_tool_reads_what_level1_sees(probe_run, synthetic):
     r2 = tool.position_r2(out, synthetic, ["ctx1"])
     assert r2 is not None and r2["ctx1"] > 0.5, r2
     assert tool.position_r2(out, out, ["ctx1"]) is None  # no synthetic frame labels there: nothing to score
+    # frame labels of another dataset: refused by name, not scored on nothing
+    for name in ("video_info.csv", "annotations_train.csv", "annotations_validation.csv"):
+        (tmp_path / name).write_text((synthetic / name).read_text())
+    for split in ("train", "validation"):
+        (tmp_path / f"frame_labels_{split}.csv").write_text("video_id,frame,x0,y0\nelsewhere,0,0.1,0.2\n")
+    with pytest.raises(SystemExit, match="same dataset"):
+        tool.position_r2(out, tmp_path, ["ctx1"])

@@ -115,7 +115,7 @@ def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0
     standardised features.
     """
     files = {split: annotations / f"frame_labels_{name}.csv" for split, name in (("train", "train"), ("val", "validation"))}
-    if not all(p.is_file() for p in files.values()):
+    if not all(p.is_file() for p in [*files.values(), annotations / "video_info.csv"]):
         return None
     fps = {v: i.fps for v, i in read_video_info(annotations / "video_info.csv").items()}
     starts = {
@@ -135,6 +135,8 @@ def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0
             if (seg.video_id, end) in positions:
                 rows.append(i)
                 y.append(positions[(seg.video_id, end)])
+        if not rows:
+            raise SystemExit(f"no {split} feature of {run} matches a frame of {path}: are they from the same dataset?")
         data[split] = (feats["tokens"], torch.tensor(rows), torch.tensor(y, dtype=torch.float64))
     result = {}
     for name in names:
