@@ -90,7 +90,7 @@ def test_probe_data_and_step_labels(setup):
     f1, g1, fac1 = res.probe_data[0].cat()
     assert f1.shape == (40, 16, 64) and len(g1) == 40 and set(fac1) == {"activity", "position", "label"}
     f2, g2, fac2 = res.probe_data[1].cat()
-    assert f2.shape == (32, 4, 64) and torch.equal(torch.unique(g2), torch.arange(8))
+    assert f2.shape == (32, 16, 64) and torch.equal(torch.unique(g2), torch.arange(8))  # level 2 keeps 16 tokens
     assert fac2["position"].shape == (32, 8)
     batch = next(batches())
     labels = step_labels(batch, torch.tensor([7, 15]))
