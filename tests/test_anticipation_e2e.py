@@ -115,7 +115,7 @@ def test_anticipation_well_above_chance(probe_run):
     summary = probe_run[0]
     baseline = max(summary["chance_action_recall5"], summary["prior_action_recall5"])
     # Class-mean top-5 recall of the next action, 1 s ahead, by the main head (levels 1-2,
-    # context and predictions). Measured: 0.99 against chance and prior 0.31 (about 95 s).
+    # context and predictions). Measured: 0.99 against chance and prior 0.31 (about 100 s).
     assert summary["action_recall5"] > baseline + 0.15, (summary["action_recall5"], baseline)
 
 
@@ -131,7 +131,7 @@ def test_anticipation_well_above_chance(probe_run):
 # With attentive pooling (the backbone's level 2 until it was switched to mean pooling into 16
 # tokens), level 2 kept nothing at all (R^2 0.01, effective rank 9-18), and fifteen pretraining
 # variants left levels 1-2 with predictions between -0.09 and +0.05 top-1 of level 1 (worlds
-# of 2-3 s activities, three seeds, loss weight 8, 600 steps, batch 32, 8-window clips, 64 px,
+# of 1.5-3 s activities, three seeds, loss weight 8, 600 steps, batch 32, 8-window clips, 64 px,
 # level 2 reading level 1's context, VICReg covariance 1.0, a slower EMA, two other targets).
 # With mean pooling: 600 steps -0.13, level 2 predicting level 1's averaged tokens -0.04, the
 # EMA encoder applied to the future step alone -0.02. Fine-tuned for anticipation, level 2 does

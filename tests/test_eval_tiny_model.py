@@ -48,7 +48,7 @@ def tiny_config(pos_embed: str = "sincos", **overrides) -> HJEPAConfig:
 
     Level 2 mean-pools each step's 4 level-1 steps into 16 tokens, one per level-1 patch. With
     attentive pooling into 4 or 16 queries, it kept nothing of the scene: a ridge regression
-    from its context to the objects' positions scored R^2 0.00, and its context tokens had an
+    from its context to the objects' positions scored R^2 0.00-0.01, and its context tokens had an
     effective rank of 9-19 (``tools/anticipation_feature_probe.py``); mean-pooled to 16 tokens,
     R^2 0.50-0.57 and effective rank 106-123."""
     pred = PredictorConfig(embed_dim=64, depth=2, num_heads=4)

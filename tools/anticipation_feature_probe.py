@@ -140,9 +140,7 @@ def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0
         data[split] = (feats["tokens"], torch.tensor(rows), torch.tensor(y, dtype=torch.float64))
     result = {}
     for name in names:
-        (tok_tr, rows_tr, y_tr), (tok_va, rows_va, y_va) = [
-            (t[name][r].flatten(1).double(), r, y) for t, r, y in (data["train"], data["val"])
-        ]
+        (tok_tr, y_tr), (tok_va, y_va) = [(t[name][r].flatten(1).double(), y) for t, r, y in (data["train"], data["val"])]
         mean, std = tok_tr.mean(0), tok_tr.std(0) + 1e-6
         x_tr = torch.cat([(tok_tr - mean) / std, torch.ones(len(tok_tr), 1, dtype=torch.float64)], 1)
         x_va = torch.cat([(tok_va - mean) / std, torch.ones(len(tok_va), 1, dtype=torch.float64)], 1)
