@@ -236,3 +236,19 @@ def test_saved_configs_from_before_anchored_queries_load_without_them() -> None:
     old = HJEPAConfig.from_dict(saved)
     assert not any(lv.predictor.anchor_queries for lv in old.levels)
     assert "anchor_queries" not in saved["levels"][0]["predictor"]  # the caller's dict is left alone
+
+
+def test_mean_pooling_keeps_the_grid_layout_when_the_grid_grows() -> None:
+    # An 8x8 grid (a crop twice as large) pooled to the 4x4 a level was trained on: each output
+    # token is the mean of its 2x2 block, so token (r, c) still covers the same part of the frame.
+    from hjepa.models.temporal import StepPooler
+
+    rows, cols = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    grid = torch.stack([rows, cols], dim=-1).reshape(1, 1, 64, 2).expand(1, 4, 64, 2)  # [B, S, Q', D]
+    out = StepPooler(2, stride=4, num_queries=16, kind="mean")(grid)  # [1, 1, 16, 2]
+    r, c = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+    expected = torch.stack([2 * r + 0.5, 2 * c + 0.5], dim=-1).reshape(1, 1, 16, 2)
+    assert torch.allclose(out, expected)
+    # Token counts that are not square grids fall back to pooling over the token index.
+    seq = torch.arange(12.0).reshape(1, 1, 12, 1).expand(1, 4, 12, 1)
+    assert torch.equal(StepPooler(1, stride=4, num_queries=4, kind="mean")(seq).flatten(), torch.tensor([1.0, 4.0, 7.0, 10.0]))

@@ -14,6 +14,8 @@ let a predictor "beat" the copy-the-present baseline by predicting the code alon
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -34,7 +36,10 @@ class StepPooler(nn.Module):
     ``attentive``: Q learned queries cross-attend the stride*Q' tokens of the group (each
     token tagged with its offset inside the group), followed by an MLP, as V-JEPA's
     attentive probe pools. ``mean``: average over the group's steps, then adaptive average
-    over the token axis from Q' to Q.
+    from Q' to Q tokens. When Q' and Q are both square numbers the tokens are read as square
+    grids (level 1's crops are square) and pooled in 2-D, so a level pretrained on a 4x4 grid
+    sees the same layout when it reads an 8x8 grid (a larger crop): 2x2 blocks, not half-rows.
+    Otherwise the pooling runs over the token index.
     """
 
     def __init__(self, dim: int, stride: int, num_queries: int, kind: str = "attentive", num_heads: int = 4) -> None:
@@ -69,7 +74,12 @@ class StepPooler(nn.Module):
         if self.kind == "mean":
             x = x.mean(dim=2)  # [B, S', Q', D]
             if qin != self.num_queries:
-                x = F.adaptive_avg_pool1d(x.reshape(b * s_out, qin, d).transpose(1, 2), self.num_queries)
+                x = x.reshape(b * s_out, qin, d).transpose(1, 2)  # [B*S', D, Q']
+                side_in, side_out = math.isqrt(qin), math.isqrt(self.num_queries)
+                if side_in**2 == qin and side_out**2 == self.num_queries:
+                    x = F.adaptive_avg_pool2d(x.reshape(b * s_out, d, side_in, side_in), side_out).flatten(2)
+                else:
+                    x = F.adaptive_avg_pool1d(x, self.num_queries)
                 x = x.transpose(1, 2).reshape(b, s_out, self.num_queries, d)
             return x
         x = x + self.offset_embed[None, None, :, None, :]
