@@ -40,6 +40,7 @@ from hjepa.anticipation.probe import (
     predict_heads,
     set_input_stats,
 )
+from hjepa.eval.probes import r2_score
 from hjepa.losses.stats import effective_rank
 
 WHICH = ("next", "running", "previous")  # the action itself, the one before it, the one before that
@@ -107,8 +108,9 @@ def _frame_positions(path: Path) -> dict[tuple[str, int], list[float]]:
 
 
 def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0.1) -> dict[str, float] | None:
-    """Validation R^2 (mean over the object coordinates) of a ridge regression from each token set
-    to the objects' positions at the observation end; None without the synthetic frame labels.
+    """Validation R^2 (mean over the object coordinates) of a ridge regression from each token set,
+    flattened, to the objects' positions at the observation end; None without the synthetic frame
+    labels. (``hjepa evaluate``'s linear probe averages the tokens first, which loses the layout.)
 
     The observation end of an action is frame ``floor((start_s - tau_a) * fps)``, as the windows
     cut it (``hjepa.anticipation.windows``). ``ridge`` is the penalty per training sample on
@@ -146,9 +148,7 @@ def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0
         x_va = torch.cat([(tok_va - mean) / std, torch.ones(len(tok_va), 1, dtype=torch.float64)], 1)
         gram = x_tr.T @ x_tr + ridge * len(x_tr) * torch.eye(x_tr.shape[1], dtype=torch.float64)
         w = torch.linalg.solve(gram, x_tr.T @ y_tr)
-        resid = ((x_va @ w - y_va) ** 2).sum(0)
-        total = ((y_va - y_va.mean(0)) ** 2).sum(0)
-        result[name] = float((1 - resid / total).mean())
+        result[name] = r2_score(x_va @ w, y_va)
     return result
 
 
