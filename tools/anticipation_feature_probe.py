@@ -59,12 +59,21 @@ def action_history(segments: list[Segment]) -> dict[str, tuple]:
     return out
 
 
-def probe(run: Path, annotations: Path, sets: list[tuple[str, ...]], epochs: int, dim: int, seed: int) -> dict:
-    feats = {split: torch.load(run / f"features_{split}.pt", weights_only=True) for split in ("train", "val")}
-    history = {
-        "train": action_history(read_annotations(annotations / "annotations_train.csv")),
-        "val": action_history(read_annotations(annotations / "annotations_validation.csv")),
-    }
+SPLITS = {"train": "train", "val": "validation"}  # features_<key>.pt -> annotations_<value>.csv
+
+
+def load_run(run: Path, annotations: Path) -> tuple[dict, dict[str, list[Segment]]]:
+    """The run's cached features and the annotated segments, per split (``train``, ``val``)."""
+    feats = {split: torch.load(run / f"features_{split}.pt", weights_only=True) for split in SPLITS}
+    segments = {split: read_annotations(annotations / f"annotations_{name}.csv") for split, name in SPLITS.items()}
+    return feats, segments
+
+
+def probe(run: Path, annotations: Path, sets: list[tuple[str, ...]], epochs: int, dim: int, seed: int,
+          loaded: tuple[dict, dict[str, list[Segment]]] | None = None) -> dict:
+    """``loaded``: :func:`load_run`'s result when the caller already has it."""
+    feats, segments = loaded or load_run(run, annotations)
+    history = {split: action_history(segs) for split, segs in segments.items()}
     shapes = {k: tuple(v.shape[1:]) for k, v in feats["train"]["tokens"].items()}
     missing = sorted({s for names in sets for s in names} - set(shapes))
     if missing:
@@ -107,31 +116,29 @@ def _frame_positions(path: Path) -> dict[tuple[str, int], list[float]]:
     return out
 
 
-def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0.1) -> dict[str, float] | None:
+def position_r2(run: Path, annotations: Path, names: list[str], ridge: float = 0.1,
+                loaded: tuple[dict, dict[str, list[Segment]]] | None = None) -> dict[str, float] | None:
     """Validation R^2 (mean over the object coordinates) of a ridge regression from each token set,
     flattened, to the objects' positions at the observation end; None without the synthetic frame
     labels. (``hjepa evaluate``'s linear probe averages the tokens first, which loses the layout.)
 
     The observation end of an action is frame ``floor((start_s - tau_a) * fps)``, as the windows
     cut it (``hjepa.anticipation.windows``). ``ridge`` is the penalty per training sample on
-    standardised features.
+    standardised features. ``loaded``: :func:`load_run`'s result when the caller already has it.
     """
-    files = {split: annotations / f"frame_labels_{name}.csv" for split, name in (("train", "train"), ("val", "validation"))}
+    files = {split: annotations / f"frame_labels_{name}.csv" for split, name in SPLITS.items()}
     if not all(p.is_file() for p in [*files.values(), annotations / "video_info.csv"]):
         return None
     fps = {v: i.fps for v, i in read_video_info(annotations / "video_info.csv").items()}
-    starts = {
-        split: {s.uid: s for s in read_annotations(annotations / f"annotations_{name}.csv")}
-        for split, name in (("train", "train"), ("val", "validation"))
-    }
+    all_feats, segments = loaded or load_run(run, annotations)
     data = {}
     for split, path in files.items():
         positions = _frame_positions(path)
-        feats = torch.load(run / f"features_{split}.pt", weights_only=True)
+        feats, starts = all_feats[split], {s.uid: s for s in segments[split]}
         rows, y = [], []
         for i, uid in enumerate(feats["uids"]):
-            seg = starts[split].get(uid)
-            if seg is None:
+            seg = starts.get(uid)
+            if seg is None or seg.video_id not in fps:
                 continue
             end = math.floor((seg.start_s - float(feats["tau_a"][i])) * fps[seg.video_id] + 1e-6)
             if (seg.video_id, end) in positions:
@@ -165,8 +172,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     sets = [tuple(s.split(",")) for s in args.sets.split(";")]
-    result = probe(args.run, args.annotations, sets, args.epochs, args.dim, args.seed)
-    result["position_r2"] = position_r2(args.run, args.annotations, sorted(result["effective_rank"]))
+    loaded = load_run(args.run, args.annotations)
+    result = probe(args.run, args.annotations, sets, args.epochs, args.dim, args.seed, loaded=loaded)
+    result["position_r2"] = position_r2(args.run, args.annotations, sorted(result["effective_rank"]), loaded=loaded)
     names = ["+".join(s) for s in sets]
     print("validation accuracy of the run's head on each token set")
     print(f"{'action':>9}  " + "  ".join(f"{n:>10}" for n in names) + "  majority  classes")
