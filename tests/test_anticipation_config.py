@@ -61,6 +61,7 @@ def test_from_dict_refuses_unknown_keys():
         ({"level_lrs": [1e-4]}, "only used with mode=finetune"),
         ({"sls_pt": 7}, "'sls_pt'"),
         ({"device": "tpu"}, "'device'"),
+        ({"context_steps": 0}, "'context_steps' = 0"),
     ],
 )
 def test_bad_values_are_named(kwargs, match):

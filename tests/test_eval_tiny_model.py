@@ -50,7 +50,11 @@ def tiny_config(pos_embed: str = "sincos", **overrides) -> HJEPAConfig:
     attentive pooling into 4 or 16 queries, it kept nothing of the scene: a ridge regression
     from its context to the objects' positions scored R^2 0.00-0.01, and its context tokens had an
     effective rank of 9-19 (``tools/anticipation_feature_probe.py``); mean-pooled to 16 tokens,
-    R^2 0.50-0.71 and effective rank 106-137."""
+    R^2 0.50-0.71 and effective rank 106-137.
+
+    Level 2's VICReg terms count every token as a sample (``vicreg_samples="tokens"``): with
+    one sample per step (the tokens' mean) it kept the positions but not the activity, and a
+    head on levels 1-2 anticipated no better than one on level 1 (``test_anticipation_e2e``)."""
     pred = PredictorConfig(embed_dim=64, depth=2, num_heads=4)
     return HJEPAConfig(
         frames_per_window=8,
@@ -58,7 +62,7 @@ def tiny_config(pos_embed: str = "sincos", **overrides) -> HJEPAConfig:
         levels=[
             LevelConfig(horizon=2, predictor=pred),
             LevelConfig(embed_dim=64, depth=2, num_heads=4, stride=4, num_queries=16, pooling="mean", horizon=2,
-                        predictor=pred, loss_weight=4.0),
+                        predictor=pred, loss_weight=4.0, vicreg_samples="tokens"),
         ],
         **overrides,
     )

@@ -228,6 +228,34 @@ def test_shared_target_without_vicreg_is_refused() -> None:
         HJEPAConfig.from_dict(cfg)
 
 
+@pytest.mark.parametrize("samples", ["steps", "tokens"])
+def test_vicreg_terms_count_steps_or_tokens_as_samples(samples: str) -> None:
+    from hjepa.losses import covariance_loss, variance_loss
+
+    torch.manual_seed(0)
+    cfg = tiny_config(2).to_dict()
+    cfg["levels"][1]["vicreg_samples"] = samples
+    model = HJEPA(HJEPAConfig.from_dict(cfg)).train()
+    out = model(clip_for(cfg=HJEPAConfig.from_dict(cfg), batch=4, extra_windows=2))
+    context = out.levels[1].context.detach()  # [B, S, Q, D]
+    d = context.shape[-1]
+    emb = context.reshape(-1, d) if samples == "tokens" else context.mean(dim=2).reshape(-1, d)
+    assert float(out.levels[1].stats["vicreg_var"]) == pytest.approx(float(variance_loss(emb)), rel=1e-5)
+    assert float(out.levels[1].stats["vicreg_cov"]) == pytest.approx(float(covariance_loss(emb)), rel=1e-5)
+    # level 1 keeps the default
+    emb1 = out.levels[0].context.detach().mean(dim=2).reshape(-1, out.levels[0].context.shape[-1])
+    assert float(out.levels[0].stats["vicreg_var"]) == pytest.approx(float(variance_loss(emb1)), rel=1e-5)
+
+
+def test_vicreg_samples_is_checked_and_old_configs_load_with_steps() -> None:
+    cfg = tiny_config(2).to_dict()
+    cfg["levels"][1]["vicreg_samples"] = "patches"
+    with pytest.raises(ValueError, match="level.vicreg_samples"):
+        HJEPAConfig.from_dict(cfg)
+    del cfg["levels"][1]["vicreg_samples"]
+    assert HJEPAConfig.from_dict(cfg).levels[1].vicreg_samples == "steps"
+
+
 def test_saved_configs_from_before_anchored_queries_load_without_them() -> None:
     saved = tiny_config(2).to_dict()
     assert HJEPAConfig.from_dict(saved).levels[0].predictor.anchor_queries  # saved with the key: kept

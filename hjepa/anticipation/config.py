@@ -147,6 +147,9 @@ class AnticipationConfig:
         feature_batch_size: clips per forward pass when extracting features.
         token_grid: average-pool level 1's spatial tokens to ``token_grid x token_grid``
             before the heads (unset: the full patch grid).
+        context_steps: levels >= 2 give the heads their context tokens of their last
+            ``context_steps`` steps (unset: every step of the observed clip, the context their
+            predictors read); level 1 gives its last step.
         feature_dtype: dtype cached features are kept in (``float16`` halves the memory).
         device: ``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:1``, ...
         cpu_threads: torch intra-op threads during the run (restored afterwards); unset: torch's
@@ -166,6 +169,7 @@ class AnticipationConfig:
     cache_features: bool = True
     feature_batch_size: int = 16
     token_grid: Optional[int] = None
+    context_steps: Optional[int] = None
     feature_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
     cpu_threads: Optional[int] = None
@@ -192,6 +196,8 @@ class AnticipationConfig:
         _check(self.level_lrs is None or self.mode == "finetune", "level_lrs", self.level_lrs,
                "only used with mode=finetune")
         _check(self.token_grid is None or self.token_grid >= 1, "token_grid", self.token_grid, "must be >= 1")
+        _check(self.context_steps is None or self.context_steps >= 1, "context_steps", self.context_steps,
+               "must be >= 1")
         _check(self.feature_dtype in ("float32", "float16", "bfloat16"), "feature_dtype", self.feature_dtype,
                "must be float32, float16 or bfloat16")
         _check(self.feature_batch_size >= 1, "feature_batch_size", self.feature_batch_size, "must be >= 1")

@@ -53,7 +53,8 @@ class FeatureSet:
     """Cached features of N actions.
 
     ``tokens[name]``: ``[N, Q, D]`` token set (``ctx{k}``: level k's context tokens at the
-    observation end; ``pred{k}``: level k's predicted tokens at the action start);
+    observation end, for k >= 2 those of its observed steps; ``pred{k}``: level k's predicted
+    tokens at the action start);
     ``targets[output]``: ``[N]`` class indices (-1 where the action is not in the vocabulary);
     ``uids``: segment id of each row (repeated when several ``tau_a`` were drawn).
     """

@@ -9,7 +9,8 @@ The run, step by step:
    before the action starts, in the video's own frames; clamped and unobservable actions are
    counted;
 3. features (``features.clip_features``): every level's context tokens at the observation end
-   and every level's predicted tokens at the action start. ``probe``: the backbone is frozen,
+   (level 1: its last step; higher levels: their observed steps, ``context_steps``) and every
+   level's predicted tokens at the action start. ``probe``: the backbone is frozen,
    features are computed once (and cached); ``finetune``: the backbone trains with per-level
    learning rates under the main head;
 4. heads (``probe.ablation_specs``): the main head reads every level's context and
@@ -85,6 +86,7 @@ def run_anticipation(
     cache_features: bool = True,
     feature_batch_size: int = 16,
     token_grid: Optional[int] = None,
+    context_steps: Optional[int] = None,
     feature_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     device: str = "auto",
     cpu_threads: Optional[int] = None,
@@ -116,6 +118,8 @@ def run_anticipation(
         feature_batch_size: clips per backbone forward pass.
         token_grid: average-pool level 1's spatial tokens to ``token_grid x token_grid``
             before the heads (unset: the full patch grid; EPIC at 224 px: 14 x 14).
+        context_steps: levels >= 2 give the heads their context tokens of their last
+            ``context_steps`` steps (unset: every step of the observed clip); level 1 gives its last step.
         feature_dtype: dtype of the cached features (``float16`` halves their memory).
         device: ``auto`` (cuda when available), ``cpu``, ``cuda``, ``cuda:1``, ...
         cpu_threads: torch intra-op threads during the run, restored afterwards (unset: torch's
@@ -154,7 +158,7 @@ def run_anticipation(
     cfg = AnticipationConfig(
         ckpt=ckpt, out_dir=out_dir, mode=mode, level_lrs=level_lrs, levels=levels, ablation=ablation,
         cache_features=cache_features, feature_batch_size=feature_batch_size, token_grid=token_grid,
-        feature_dtype=feature_dtype, device=device, cpu_threads=cpu_threads, precision=precision,
+        context_steps=context_steps, feature_dtype=feature_dtype, device=device, cpu_threads=cpu_threads, precision=precision,
         seed=seed, sls_pt=sls_pt, sls_tl=sls_tl, sls_td=sls_td, top_actions=top_actions,
         data=data, window=window, head=head, optim=optim,
     )
@@ -210,7 +214,7 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
     val_plan = ds.plan(ds.val, T, [cfg.window.tau_a] * len(ds.val))
     summary.update(val_dropped_unobservable=val_plan.dropped_unobservable, val_clamped=val_plan.clamped)
     specs = ablation_specs(num_levels, cfg.ablation)
-    shapes = feature_shapes(model, T, crop, num_levels, cfg.token_grid)
+    shapes = feature_shapes(model, T, crop, num_levels, cfg.token_grid, cfg.context_steps)
     heads = build_heads(specs, shapes, ds.vocab.num_classes, cfg.head)
     main = main_head_name(num_levels)
     state_before = _state_hash(model) if cfg.mode == "probe" else None
@@ -452,7 +456,7 @@ def extract_features(model: nn.Module, ds: PreparedData, plan: WindowPlan, num_l
             items = [plan.items[i] for i in idx]
             feats = clip_features(model, _model_input(batch["clip"], device),
                                   [w.tau_a for _, w in items], [ds.rate(ds.video_info[s.video_id]) for s, _ in items],
-                                  num_levels, token_grid=cfg.token_grid)
+                                  num_levels, token_grid=cfg.token_grid, context_steps=cfg.context_steps)
             for k, v in feats.items():
                 parts.setdefault(k, []).append(v.to(getattr(torch, cfg.feature_dtype)).cpu())
             rows += idx
@@ -481,7 +485,7 @@ def _cache_key(cfg: AnticipationConfig, split: str, plan: WindowPlan, num_levels
     else:
         h.update(_state_hash(model).encode())
     h.update(json.dumps([split, num_levels, cfg.window.crop_size, cfg.data.reader, cfg.token_grid,
-                         cfg.feature_dtype]).encode())
+                         cfg.context_steps, cfg.feature_dtype]).encode())
     for seg, w in plan.items:
         h.update(f"{seg.uid}|{seg.video_id}|{w.frames}|{w.tau_a:.6f}".encode())
     return h.hexdigest()
@@ -568,7 +572,7 @@ def finetune(cfg: AnticipationConfig, model: nn.Module, heads: nn.ModuleDict, sp
             with _autocast(device, cfg.precision):
                 feats = clip_features(model, _model_input(batch["clip"], device), [w.tau_a for _, w in items],
                                       [ds.rate(ds.video_info[s.video_id]) for s, _ in items], num_levels, grad=True,
-                                      token_grid=cfg.token_grid)
+                                      token_grid=cfg.token_grid, context_steps=cfg.context_steps)
             targets = {k: v[keep] for k, v in targets.items()}
             loss = 0.0
             for spec in specs:

@@ -65,7 +65,8 @@ class JEPALevel(nn.Module):
         loss_kind: ``l1``, ``smooth_l1`` or ``mse``.
         spatial_tokens: True for level 1, whose Q tokens are a spatial grid.
         frozen: the encoder is fixed (pretrained level 1): no EMA copy, target = context.
-        vicreg_var_weight, vicreg_cov_weight: VICReg terms on context embeddings.
+        vicreg_var_weight, vicreg_cov_weight: VICReg terms on context embeddings (per step or
+            per token: ``cfg.vicreg_samples``).
     """
 
     def __init__(
@@ -212,7 +213,10 @@ class JEPALevel(nn.Module):
 
         var_w, cov_w = self.vicreg
         if (var_w > 0 or cov_w > 0) and not self.frozen:
-            emb = context.mean(dim=2).reshape(-1, context.shape[-1])  # [B*S, D]
+            if self.cfg.vicreg_samples == "tokens":
+                emb = context.reshape(-1, context.shape[-1])  # [B*S*Q, D]
+            else:
+                emb = context.mean(dim=2).reshape(-1, context.shape[-1])  # [B*S, D]
             v, c = variance_loss(emb), covariance_loss(emb)
             loss = loss + var_w * v + cov_w * c
             stats["vicreg_var"], stats["vicreg_cov"] = v.detach(), c.detach()
