@@ -158,8 +158,8 @@ def run_anticipation(
     cfg = AnticipationConfig(
         ckpt=ckpt, out_dir=out_dir, mode=mode, level_lrs=level_lrs, levels=levels, ablation=ablation,
         cache_features=cache_features, feature_batch_size=feature_batch_size, token_grid=token_grid,
-        context_steps=context_steps, feature_dtype=feature_dtype, device=device, cpu_threads=cpu_threads, precision=precision,
-        seed=seed, sls_pt=sls_pt, sls_tl=sls_tl, sls_td=sls_td, top_actions=top_actions,
+        context_steps=context_steps, feature_dtype=feature_dtype, device=device, cpu_threads=cpu_threads,
+        precision=precision, seed=seed, sls_pt=sls_pt, sls_tl=sls_tl, sls_td=sls_td, top_actions=top_actions,
         data=data, window=window, head=head, optim=optim,
     )
     return run(cfg)
