@@ -9,7 +9,7 @@ For an observed clip ending ``tau_a`` seconds before an action, every level k gi
   predictor reads. A higher level's steps are few and each stands for a stretch of the past, so
   the observed history lives in them: on the tests' tiny backbone the head on levels 1-2
   reached top-1 0.70 with level 2's three observed steps and 0.58 with its last step alone,
-  against 0.60 for level 1 (``tests/test_anticipation_e2e.py``'s recipe, one backbone);
+  against 0.60 for level 1 (``tests/test_anticipation_e2e.py``'s data, 25-epoch heads);
 * ``pred{k}``: ``[B, Q_k, D_k]``, the level's prediction of the step in which the action
   starts, ``n_k = ceil(tau_a / step_k)`` of its own steps ahead (``step_k`` = seconds one
   level-k step spans). When ``n_k`` exceeds the level's horizon ``h_k`` the predictor is

@@ -133,8 +133,9 @@ class LevelConfig:
         vicreg_samples: what the VICReg terms (``HJEPAConfig.vicreg_*_weight``) count as one
             sample of this level's context: ``steps`` (a step's tokens averaged: B*S samples of
             D dimensions) or ``tokens`` (every token: B*S*Q samples). With ``steps`` the terms
-            constrain only the average of a step's tokens, not each token. Measured on the tests' tiny model (level 2 mean-pooled into 16 tokens,
-            300 steps; ``tests/test_anticipation_e2e.py``'s recipe): with ``steps``, a head on
+            constrain only the average of a step's tokens, not each token. Measured on the
+            tests' tiny model (level 2 mean-pooled into 16 tokens, 300 steps;
+            ``tests/test_anticipation_e2e.py``'s data, 25-epoch heads): with ``steps``, a head on
             level 2's three observed steps named the running action at 0.14 and the one before
             at 0.13 (16 classes, majority 0.10; ``tools/anticipation_feature_probe.py``), and the
             anticipation head on levels 1-2 reached top-1 0.54, as level 1's alone; with
