@@ -124,17 +124,18 @@ def test_anticipation_well_above_chance(probe_run):
 # top-1 from the true running activity and 0.96 from the running and the previous one, and the
 # previous activity lies before level 1's last window, in level 2's observed steps (level 2's
 # context as the heads read it: every observed level-2 step, the context its predictor reads).
-# Recall@5 is at its ceiling for every head here (level 1: 0.98-1.00), where it cannot show a
+# Recall@5 is at its ceiling for every head here (level 1: 0.99-1.00), where it cannot show a
 # gain, so the gain is judged on top-1 and recall@5 must stay within 0.03 of level 1's.
 # Measured (three pretraining seeds; the session's backbone is seed 0): top-1 0.80 / 0.81 / 0.72
 # for levels 1-2 with predictions against 0.63 / 0.64 / 0.61 for level 1; recall@5 0.988 /
-# 0.997 / 0.982 against 0.999 / 1.000 / 0.990. The same heads trained from five random seeds on
-# the seed-0 features gained +0.11 to +0.18; with 25 epochs, weight decay 0.05 (the heads'
-# earlier settings) the gain spread over +0.06 to +0.15; the head's settings (40 epochs, weight
-# decay 0.2, dropout 0.2) were picked on these validation actions to steady it, and every head
-# of the ablation gets them. Before level 2's VICReg terms counted
-# every token as a sample (``LevelConfig.vicreg_samples``), level 2 kept the positions but not
-# the activity and this head was 0.00-0.05 below level 1.
+# 0.997 / 0.982 against 0.999 / 1.000 / 0.990. The margin depends on the head's seed: on one
+# seed-0 backbone's cached features, head seeds 0-4 gained +0.18 / +0.15 / +0.04 / +0.20 / +0.11,
+# so one draw in five falls below the 0.05 asked here (with 25 epochs and weight decay 0.05, the
+# heads' earlier settings, +0.06 to +0.15 over four draws). The head's settings (40 epochs,
+# weight decay 0.2, dropout 0.2) were picked on these validation actions to steady it, and every
+# head of the ablation gets them. Before level 2's VICReg terms counted every token as a sample
+# (``LevelConfig.vicreg_samples``), level 2 kept the positions but not the activity and this
+# head was 0.00-0.05 below level 1.
 def test_higher_level_predictions_beat_level1_only(probe_run):
     summary = probe_run[0]
     top, l1 = "ablation/L1-2+pred/action_", "ablation/L1/action_"

@@ -128,6 +128,13 @@ def test_constant_inputs_are_not_amplified():
     assert z.abs().max() < 1e-2
 
 
+def test_tokens_of_another_layout_are_refused_by_name():
+    # e.g. a head saved when level 2 gave its last step only, fed all observed steps
+    probe = AttentiveProbe([(4, 8), (2, 8)], {"action": 3}, dim=8, num_heads=2)
+    with pytest.raises(ValueError, match=r"token set 1 is \(6, 8\), the probe was built for \(2, 8\)"):
+        probe([torch.zeros(1, 4, 8), torch.zeros(1, 6, 8)])
+
+
 def test_feature_set_subset_and_cat():
     g = torch.Generator().manual_seed(1)
     a, b = _features(5, g), _features(3, g)

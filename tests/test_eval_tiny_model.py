@@ -8,7 +8,7 @@ PyTorch loop on the synthetic training split, and the model is written with
 The synthetic world (:data:`WORLD`) is the generator's with the pixel distractors off, larger
 and faster objects, and a new view at every activity: object positions are then predictable
 within an activity (level 1's job) but not past it, while the activity sequence stays
-predictable from the recipe (level 2's job). 300 steps take about 45 s on two CPU cores.
+predictable from the recipe (level 2's job). 300 steps take 65-85 s on two CPU cores.
 """
 
 from __future__ import annotations

@@ -110,6 +110,12 @@ class AttentiveProbe(nn.Module):
         """sources: token sets ``[B, N_i, D_i]`` (``in_shapes``) -> logits ``{output: [B, C_output]}``."""
         if len(sources) != len(self.proj):
             raise ValueError(f"expected {len(self.proj)} token sets, got {len(sources)}")
+        for i, s in enumerate(sources):
+            # a head saved with other feature settings (crop, token_grid, context_steps) would
+            # otherwise fail in the standardisation with a bare broadcasting error
+            if tuple(s.shape[1:]) != self.in_shapes[i]:
+                raise ValueError(f"token set {i} is {tuple(s.shape[1:])}, the probe was built for {self.in_shapes[i]} "
+                                 "(features made with other crop_size / token_grid / context_steps settings?)")
         x = torch.cat([
             p((s.float() - getattr(self, f"in_mean{i}")) / getattr(self, f"in_std{i}")) + e
             for i, (p, s, e) in enumerate(zip(self.proj, sources, self.source_embed))
