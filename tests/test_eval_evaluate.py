@@ -18,7 +18,10 @@ KEY_PATTERNS = [
     r"ckpt|data|num_clips|batch_size|similarity|num_levels|skipped_videos|skipped_samples|wall_time_s",
     r"error_plot|retrieval_plot",
     r"level\d+/step_s",
-    r"level\d+/h\d+/(horizon_s|l1|cosine|copy_l1|copy_cosine|mean_l1|copy_ratio|mean_ratio|count)",
+    r"level\d+/h\d+/(horizon_s|l1|cosine|copy_l1|copy_cosine|mean_l1|copy_offset_l1|copy_ratio|mean_ratio|count)",
+    r"level\d+/h\d+/(skill|best_baseline|best_baseline_l1)",
+    r"control_(noise|shuffle)/level\d+/h\d+/(skill|copy_ratio|best_baseline)",
+    r"level\d+/target_(slot_token|token|slot)_var",
     r"level\d+/h\d+/(copy_)?retrieval(_clips)?_(top1|mrr|chance_top1|chance_mrr)",
     r"level\d+/h\d+/level1_rollout_retrieval(_clips)?_(top1|mrr|chance_top1|chance_mrr)",
     r"level\d+/context_std_(mean|min)",
@@ -31,7 +34,7 @@ KEY_PATTERNS = [
 @pytest.fixture(scope="module")
 def evaluation(tiny_export, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("evaluate")
-    summary = run_evaluate(str(tiny_export), str(out), max_clips=64, batch_size=8, probe_steps=40)
+    summary = run_evaluate(str(tiny_export), str(out), max_clips=64, batch_size=8, probe_steps=40, controls=True)
     return summary, out
 
 
@@ -89,6 +92,32 @@ def _beats_chance(summary: dict, key: str, where: str) -> None:
     mrr = summary[f"{key}/{where}_mrr"]
     assert mrr >= summary[f"{key}/{where}_chance_mrr"] + 3 * se, (key, where, mrr, se)
     assert summary[f"{key}/{where}_top1"] > chance, (key, where, summary[f"{key}/{where}_top1"], chance)
+
+
+def test_level1_predicts_better_than_every_baseline(evaluation):
+    # Skill against the best of copy-the-present, the per-(slot, token) mean target and copy +
+    # slot offset, on held-out clips; thresholds set before the run they judge.
+    summary, _ = evaluation
+    for j in (1, 2):
+        assert summary[f"level1/h{j}/skill"] >= 0.05, (j, summary[f"level1/h{j}/skill"])
+        assert summary[f"level1/h{j}/best_baseline"] in ("copy", "mean", "copy_offset")
+
+
+def test_skill_vanishes_where_nothing_can_be_predicted(evaluation):
+    # Noise clips (i.i.d. pixels) and every clip's predictions scored against another clip's future.
+    summary, _ = evaluation
+    for control in ("control_noise", "control_shuffle"):
+        for k in (1, 2):
+            for j in (1, 2):
+                skill = summary[f"{control}/level{k}/h{j}/skill"]
+                assert skill <= 0.02, (control, k, j, skill)
+
+
+def test_step_targets_carry_no_slot_code(evaluation):
+    # Level-1 targets encode each step alone: the slot explains nothing beyond the token position.
+    summary, _ = evaluation
+    assert abs(summary["level1/target_slot_var"]) < 1e-3, summary["level1/target_slot_var"]
+    assert summary["level2/target_slot_var"] == pytest.approx(0.0, abs=1e-9)  # one slot per window
 
 
 def test_retrieval_beats_chance_at_every_level(evaluation):

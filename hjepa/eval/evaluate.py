@@ -41,6 +41,7 @@ def run_evaluate(
     probe_val_fraction: float = 0.3,
     device: str = "cpu",
     seed: int = 0,
+    controls: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on held-out clips; write ``summary.json`` and plots to ``out_dir``.
 
@@ -66,6 +67,9 @@ def run_evaluate(
         probe_val_fraction: share of clips held out to score the probes.
         device: ``cpu`` or ``cuda``.
         seed: seed of data sampling and probe splits / initialisation.
+        controls: also score two inputs where nothing can be predicted (skill must be ~0):
+            ``control_noise/...`` the same clips replaced by i.i.d. uniform pixel noise, and
+            ``control_shuffle/...`` every clip's predictions scored against another clip's future.
 
     Returns:
         The summary (also ``out_dir/summary.json``): flat, numbers, strings or null.
@@ -79,9 +83,15 @@ def run_evaluate(
         - ``horizon_s``: seconds between the last context frame and the predicted step's last frame;
         - ``l1``: mean |prediction - layer_norm(target)|; ``cosine``: their cosine similarity;
         - ``copy_l1`` / ``copy_cosine``: the same for copy-the-present (the present step's target
-          as the prediction); ``mean_l1``: for the mean target over the evaluated set;
-        - ``copy_ratio`` = ``l1 / copy_l1``, ``mean_ratio`` = ``l1 / mean_l1`` (below 1: better
-          than the baseline);
+          as the prediction); ``mean_l1``: for the mean target per (slot, token) over the
+          evaluated set, at the future step's slot; ``copy_offset_l1``: the present plus the
+          difference of the two slots' mean targets (a slot is where a step sits in its level-1
+          window: step s of a level with n steps per window is in slot s % n);
+        - ``skill`` = ``1 - l1 / best_baseline_l1``, the headline: above 0 only when the level
+          predicts better than every baseline; ``best_baseline`` names the best of ``copy``,
+          ``mean``, ``copy_offset`` and ``best_baseline_l1`` gives its error;
+        - ``copy_ratio`` = ``l1 / copy_l1``, ``mean_ratio`` = ``l1 / mean_l1`` (ratios to single
+          baselines; on pure noise a mean predictor has ``copy_ratio`` ~0.7, so neither is a skill);
         - ``retrieval_top1`` / ``retrieval_mrr``: the prediction picks the true future among
           all steps of all clips in the batch but the present one (top-1 accuracy, mean
           reciprocal rank); ``retrieval_chance_top1`` / ``retrieval_chance_mrr``: a random pick;
@@ -95,9 +105,15 @@ def run_evaluate(
         - ``count``: predictions scored.
 
         Per level: ``level{k}/step_s`` (seconds per step), ``level{k}/context_std_mean`` /
-        ``context_std_min`` (per-dimension std of context tokens), ``level{k}/context_eff_rank``,
-        ``target_eff_rank`` (effective rank of step embeddings, mean over tokens) and
-        ``*_eff_rank_ratio`` (divided by its maximum), ``*_step_std_mean``.
+        ``context_std_min`` (per-dimension std of context tokens across clips, at every step and
+        token position), ``level{k}/context_eff_rank``, ``target_eff_rank`` (effective rank of step
+        embeddings, mean over tokens) and ``*_eff_rank_ratio`` (divided by its maximum),
+        ``*_step_std_mean``; ``level{k}/target_slot_var`` (share of the target variance that the
+        step's slot explains beyond its token position), ``target_token_var`` (token position
+        alone) and ``target_slot_token_var`` (the two together).
+
+        Controls (``controls``): ``control_noise/level{k}/h{j}/skill`` and ``/copy_ratio``,
+        likewise ``control_shuffle/...``.
 
         Probes (``probes``): ``level{k}/probe_{kind}/{factor}`` (held-out accuracy for classes,
         R² for positions), ``..._train`` (training split), kind ``linear`` or ``attentive``;
@@ -150,6 +166,9 @@ def run_evaluate(
     result = score_model(model, batches, to_model_input, device=device, similarity=similarity,
                          rollout_level1=rollout, probe_max_steps=probe_max_steps)
     report = dm.skip_report()
+    control_metrics: dict[str, Any] = {}
+    if controls:
+        control_metrics = _control_summary(model, batches, to_model_input, device, similarity, seed)
     summary: dict[str, Any] = {
         "ckpt": str(ckpt),
         "data": data or "synthetic:validation",
@@ -161,6 +180,7 @@ def run_evaluate(
         "skipped_samples": report["skipped_samples"],
     }
     summary.update(result.metrics)
+    summary.update(control_metrics)
     if probes:
         summary.update(_probe_summary(result, probe_steps, probe_val_fraction, seed))
     summary.update(evaluation_plots(summary, out))
@@ -170,6 +190,31 @@ def run_evaluate(
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _log_to_wandb(summary)
     return summary
+
+
+def noise_batches(batches: Any, seed: int = 0):
+    """The batches of ``batches()`` with every clip replaced by i.i.d. uniform ``uint8`` pixels
+    (times and shapes kept): no step of a clip says anything about another."""
+    g = torch.Generator().manual_seed(seed)
+    for batch in batches():
+        clip = batch["clip"]
+        noise = torch.randint(0, 256, clip.shape, generator=g, dtype=torch.uint8)
+        yield {**batch, "clip": noise}
+
+
+def _control_summary(model: Any, batches: Any, to_input: Any, device: str, similarity: str,
+                     seed: int) -> dict[str, Any]:
+    """Skill where there is nothing to predict: noise clips, and another clip's future."""
+    out: dict[str, Any] = {}
+    runs = {"control_noise": (lambda: noise_batches(batches, seed), False),
+            "control_shuffle": (batches, True)}
+    for prefix, (source, shuffle) in runs.items():
+        res = score_model(model, source, to_input, device=device, similarity=similarity, rollout_level1=False,
+                          probe_max_steps=0, shuffle_future=shuffle)
+        for key, value in res.metrics.items():
+            if key.endswith(("/skill", "/copy_ratio", "/best_baseline")):
+                out[f"{prefix}/{key}"] = value
+    return out
 
 
 def _probe_summary(result: ScoreResult, steps: int, val_fraction: float, seed: int) -> dict[str, Any]:
@@ -276,23 +321,32 @@ def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
 def format_evaluation(summary: dict[str, Any]) -> str:
     """The end-of-run report: one row per level and horizon, then the collapse statistics.
 
-    Columns: error / copy-the-present error (below 1 beats copying), retrieval of the true
-    future among the clips at the same time (top-1, %) beside chance and, for higher levels,
-    level 1 rolled out to the same time.
+    Columns: skill against the best baseline (above 0 beats them all) and which baseline that
+    was, retrieval of the true future among the clips at the same time (top-1, %) beside the
+    same retrieval by copying the present, chance and, for higher levels, level 1 rolled out
+    to the same time; then the skill on the controls when they ran.
     """
     n = int(summary["num_levels"])
     rows = [f"hjepa evaluate: {summary['num_clips']} clips, {summary['wall_time_s']:.0f} s",
-            " level  horizon  error/copy  clips top-1  chance  L1 rolled out"]
+            " level  horizon   skill  best baseline  clips top-1  copy top-1  chance  L1 rolled out"]
     def cell(v: float | None, spec: str, scale: float = 1.0) -> str:  # null (not finite) or absent: "-"
         return format(scale * v, spec) if v is not None else format("-", spec.split(".")[0])
 
     for k in range(1, n + 1):
         for j in _level_horizons(summary, k, "l1"):
             g = lambda name: summary.get(f"level{k}/h{j}/{name}")  # noqa: E731
-            rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {cell(g('copy_ratio'), '>10.3f')}"
+            rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {cell(g('skill'), '>6.3f')}  {g('best_baseline') or '-':>13}"
                         f"  {cell(g('retrieval_clips_top1'), '>11.1f', 100)}"
+                        f"  {cell(g('copy_retrieval_clips_top1'), '>10.1f', 100)}"
                         f"  {cell(g('retrieval_clips_chance_top1'), '>6.1f', 100)}"
                         f"  {cell(g('level1_rollout_retrieval_clips_top1'), '>13.1f', 100)}")
+    for prefix, name in (("control_noise", "noise clips"), ("control_shuffle", "another clip's future")):
+        cells = [f"L{k} {j * summary[f'level{k}/step_s']:.2f}s {summary[key]:.3f}"
+                 for k in range(1, n + 1) for j in _level_horizons(summary, k, "l1")
+                 if (key := f"{prefix}/level{k}/h{j}/skill") in summary and summary[key] is not None
+                 and summary.get(f"level{k}/step_s") is not None]
+        if cells:
+            rows.append(f"control, {name}: skill " + ", ".join(cells))
     for k in range(1, n + 1):
         rank, std = summary.get(f"level{k}/context_eff_rank"), summary.get(f"level{k}/context_std_mean")
         if rank is not None and std is not None:

@@ -4,17 +4,26 @@
 and, for synthetic data, ``activity`` / ``positions``), runs ``model.predict`` once per batch
 and ``model.encode`` when level 1 must be rolled out, and accumulates:
 
-- per (level, horizon): L1 / cosine of prediction vs layer-normed target, the same for the
-  copy-the-present and mean-target baselines, and retrieval of the true future among every
-  step of every clip in the batch except the query's own present step (``retrieval``), and
-  among the other clips' steps at the same time (``retrieval_clips``: content, not time);
+- per (level, horizon): L1 / cosine of prediction vs layer-normed target, the same for three
+  baselines (copy-the-present, the per-(slot, token) mean target, copy + slot offset) and the
+  skill against the best of them, and retrieval of the true future among every step of every
+  clip in the batch except the query's own present step (``retrieval``), and among the other
+  clips' steps at the same time (``retrieval_clips``: content, not time), each beside the same
+  retrieval by copying the present;
 - per level >= 2 and horizon: retrieval by level 1 rolled out to the same time, among the
   level-1 steps that end where this level's steps end (as many candidates, same times);
-- per level: collapse statistics of context and target tokens;
+- per level: collapse statistics of context and target tokens, and how much of the target
+  variance the step's slot in its window explains;
 - per level: frozen step features and their ground-truth factors for probes.
 
-The mean-target baseline needs the mean target first, so a cheap first pass (``encode``
-only) computes it; everything else is one pass.
+A *slot* is where a step sits in its level-1 window (step s of a level with n steps per window
+is in slot s % n; levels whose steps span a window have one slot). Targets that carry their
+slot would let a predictor that knows the step index beat copy-the-present without knowing
+anything about the future; the slot baselines take that away.
+
+The mean-target baselines need the mean targets first, so a cheap first pass (``encode``
+only) computes them; everything else is one pass. ``shuffle_future`` scores every clip's
+predictions against the *next* clip's future (a control where nothing can be predicted).
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ import torch
 from torch import Tensor
 
 from hjepa.eval.metrics import collapse_stats, cosine_similarity, retrieval_ranks, retrieval_chance
-from hjepa.models.rollout import fit_context_map, rollout
+
+BASELINES = ("copy", "mean", "copy_offset")  # names of ``{key}/{name}_l1``; ``best_baseline`` is one of them
 
 __all__ = ["ProbeData", "ScoreResult", "score_model", "step_labels"]
 
@@ -121,6 +131,7 @@ def score_model(
     rollout_level1: bool = True,
     probe_max_steps: int = 4000,
     collapse_max_rows: int = 8192,
+    shuffle_future: bool = False,
 ) -> ScoreResult:
     """Score ``model`` on every batch ``batches()`` yields (called twice: mean pass, main pass).
 
@@ -133,24 +144,25 @@ def score_model(
         probe_max_steps: keep at most this many steps per level for probes (the first ones
             in data order; the rest are not kept).
         collapse_max_rows: rows kept per level for the effective rank.
+        shuffle_future: score each clip's predictions against the targets of the next clip in
+            its batch (the copy baseline keeps the clip's own present): a control, skill ~ 0.
     """
     device = torch.device(device)
     model.eval().to(device)
-    num_levels = len(model.levels)
+    num_levels = model.num_levels
     horizons = [lv.horizon for lv in model.config.levels]
+    slots = [model.window_slots(k) for k in range(num_levels)]
 
-    # Pass 1: the mean layer-normed target of every level (the mean-target baseline).
-    mean_sum: list[Tensor | None] = [None] * num_levels
-    mean_n = [0] * num_levels
+    # Pass 1: the mean layer-normed target per (slot, token) of every level (two baselines) and
+    # the sums that say how much of the target variance slots explain.
+    moments = [_TargetMoments(n) for n in slots]
     for batch in batches():
         encs = model.encode(to_input(batch["clip"].to(device)))
         for k, enc in enumerate(encs):
-            s = enc.target.double().sum((0, 1))  # [Q, D]
-            mean_sum[k] = s if mean_sum[k] is None else mean_sum[k] + s
-            mean_n[k] += enc.target.shape[0] * enc.target.shape[1]
-    if mean_n[0] == 0:
+            moments[k].add(enc.target)
+    if moments[0].count == 0:
         raise ValueError("evaluation got no clips: every input was skipped or the data set is empty")
-    mean_target = [(m / n).float() for m, n in zip(mean_sum, mean_n)]
+    slot_mean = [m.slot_means() for m in moments]  # [slots, Q, D] per level
 
     acc = _Acc()
     probe = [ProbeData() for _ in range(num_levels)]
@@ -164,17 +176,21 @@ def score_model(
         clip = batch["clip"].to(device)
         x = to_input(clip)
         b = clip.shape[0]
+        if shuffle_future and b < 2:
+            continue  # a clip alone has no other clip's future to be scored against
         times = _seconds_per_frame(batch, device)  # [B, T]
         # Context tokens: for collapse statistics and as the start of level 1's rollout.
         encs = model.encode(x)
         preds = model.predict(x, encodings=encs)
         if grid_hw is None:
-            grid_hw = _grid_hw(model, x)
+            grid_hw = model.token_grid(x.shape)
         for k, (p, enc) in enumerate(zip(preds, encs)):
             pre = f"level{k + 1}"
             _, s_k, h_k, q, d = p.pred.shape
             tgt_all = p.present  # [B, S, Q, D], layer-normed target of every step
-            keys = tgt_all.reshape(b * s_k, q * d)
+            future_all = tgt_all.roll(-1, dims=0) if shuffle_future else tgt_all
+            keys = future_all.reshape(b * s_k, q * d)
+            step_slot = torch.arange(s_k, device=device) % slots[k]
             if s_k > 1:
                 ends = p.context_end_frames
                 acc.add(f"{pre}/step_s", times[:, ends[1:]] - times[:, ends[:-1]])
@@ -184,14 +200,18 @@ def score_model(
                     continue
                 key = f"{pre}/h{j + 1}"
                 pred = p.pred[:, valid_s, j]  # [B, V, Q, D]
-                target = p.target[:, valid_s, j]
+                target = future_all[:, valid_s + j + 1]
                 present = tgt_all[:, valid_s]
-                flat = lambda t: t.reshape(-1, q, d)  # noqa: E731 - [B*V, Q, D]
-                acc.add(f"{key}/l1", (flat(pred) - flat(target)).abs().flatten(1).mean(1))
+                m_future = slot_mean[k][step_slot[valid_s + j + 1]][None]  # [1, V, Q, D]
+                m_present = slot_mean[k][step_slot[valid_s]][None]
+                flat = lambda t: t.expand(b, -1, -1, -1).reshape(-1, q, d)  # noqa: E731 - [B*V, Q, D]
+                l1 = lambda a: (flat(a) - flat(target)).abs().flatten(1).mean(1)  # noqa: E731 - [B*V]
+                acc.add(f"{key}/l1", l1(pred))
                 acc.add(f"{key}/cosine", cosine_similarity(flat(pred), flat(target)))
-                acc.add(f"{key}/copy_l1", (flat(present) - flat(target)).abs().flatten(1).mean(1))
+                acc.add(f"{key}/copy_l1", l1(present))
                 acc.add(f"{key}/copy_cosine", cosine_similarity(flat(present), flat(target)))
-                acc.add(f"{key}/mean_l1", (mean_target[k] - flat(target)).abs().flatten(1).mean(1))
+                acc.add(f"{key}/mean_l1", l1(m_future))
+                acc.add(f"{key}/copy_offset_l1", l1(present + m_future - m_present))
                 t_end = p.target_end_frames[valid_s, j]
                 acc.add(f"{key}/horizon_s", times[:, t_end] - times[:, p.context_end_frames[valid_s]])
 
@@ -207,12 +227,12 @@ def score_model(
                     _add_retrieval(acc, f"{key}/{name}", query, keys, pos, cand, similarity)
                     _add_retrieval(acc, f"{key}/{name}_clips", query, keys, pos, same_time, similarity)
 
-                if rollout_level1 and k > 0:
+                if rollout_level1 and k > 0 and not shuffle_future:
                     _add_level1_rollout(acc, key, model, preds[0], encs[0], p, valid_s, j + 1, grid_hw, similarity)
 
-            # Collapse statistics: token-level std (exact, running sums) and effective rank of
-            # step embeddings (mean over Q), as training logs them.
-            _add_token_stats(token_stats[k], enc.context)
+            # Collapse statistics: per-dimension std across clips at every (step, token) position
+            # (exact, running sums) and effective rank of step embeddings (mean over Q).
+            _add_sample_stats(token_stats[k], enc.context)
             ctx_rows[k].append(enc.context.mean(2).reshape(-1, enc.context.shape[-1]).float().cpu())
             tgt_rows[k].append(tgt_all.mean(2).reshape(-1, d).float().cpu())
 
@@ -234,6 +254,7 @@ def score_model(
     metrics: dict[str, float] = {}
     for name in sorted(acc.sums):
         metrics[name] = acc.mean(name)
+    best_baselines: dict[str, str] = {}
     for k in range(num_levels):
         pre = f"level{k + 1}"
         for j in range(horizons[k]):
@@ -243,10 +264,16 @@ def score_model(
             metrics[f"{key}/count"] = float(acc.counts[f"{key}/l1"])
             metrics[f"{key}/copy_ratio"] = _ratio(metrics[f"{key}/l1"], metrics[f"{key}/copy_l1"])
             metrics[f"{key}/mean_ratio"] = _ratio(metrics[f"{key}/l1"], metrics[f"{key}/mean_l1"])
-        n, s1, s2 = token_stats[k]
-        std = ((s2 / n - (s1 / n) ** 2).clamp(min=0) * n / max(n - 1, 1)).sqrt()
-        metrics[f"{pre}/context_std_mean"] = float(std.mean())
-        metrics[f"{pre}/context_std_min"] = float(std.min())
+            best = min(BASELINES, key=lambda name: metrics[f"{key}/{name}_l1"])
+            best_baselines[f"{key}/best_baseline"] = best
+            metrics[f"{key}/best_baseline_l1"] = metrics[f"{key}/{best}_l1"]
+            metrics[f"{key}/skill"] = 1.0 - _ratio(metrics[f"{key}/l1"], metrics[f"{key}/{best}_l1"])
+        metrics.update(moments[k].variance_fractions(pre))
+        if token_stats[k][0] >= 2:
+            n, s1, s2 = token_stats[k]
+            std = ((s2 / n - (s1 / n) ** 2).clamp(min=0) * n / (n - 1)).sqrt()
+            metrics[f"{pre}/context_std_mean"] = float(std.mean())
+            metrics[f"{pre}/context_std_min"] = float(std.min())
         for which, rows in (("context", ctx_rows[k]), ("target", tgt_rows[k])):
             allrows = torch.cat(rows)
             if len(allrows) > collapse_max_rows:
@@ -255,7 +282,55 @@ def score_model(
             metrics[f"{pre}/{which}_eff_rank"] = cs.eff_rank
             metrics[f"{pre}/{which}_eff_rank_ratio"] = cs.eff_rank_ratio
             metrics[f"{pre}/{which}_step_std_mean"] = cs.std_mean
+    metrics.update(best_baselines)  # type: ignore[arg-type] - the one string per (level, horizon)
     return ScoreResult(metrics=metrics, probe_data=probe, num_clips=num_clips, skipped=skipped)
+
+
+class _TargetMoments:
+    """Running sums of a level's layer-normed targets per (slot, token), for the slot baselines
+    and for the share of target variance that slots explain."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.sum: Tensor | None = None  # [slots, Q, D] float64
+        self.per_slot = torch.zeros(slots, dtype=torch.float64)  # target tokens counted per (slot, token)
+        self.sumsq = 0.0
+        self.count = 0  # steps seen
+
+    def add(self, target: Tensor) -> None:
+        """target: [B, S, Q, D]."""
+        b, s, q, d = target.shape
+        slot = torch.arange(s, device=target.device) % self.slots
+        x = target.double()
+        sums = torch.zeros(self.slots, q, d, dtype=torch.float64, device=target.device).index_add_(0, slot, x.sum(0))
+        self.sum = sums.cpu() if self.sum is None else self.sum + sums.cpu()
+        self.per_slot += torch.bincount(slot.cpu(), minlength=self.slots).double() * b
+        self.sumsq += float(x.square().sum())
+        self.count += b * s
+
+    def slot_means(self) -> Tensor:
+        """[slots, Q, D] mean target per (slot, token) (a slot never seen gets the overall mean)."""
+        n = self.per_slot[:, None, None]
+        overall = self.sum.sum(0) / self.per_slot.sum()
+        return torch.where(n > 0, self.sum / n.clamp(min=1), overall).float()
+
+    def variance_fractions(self, pre: str) -> dict[str, float]:
+        """Shares of the total target variance (over steps, tokens and dimensions) explained by:
+        ``{pre}/target_slot_token_var`` the (slot, token) cell means; ``{pre}/target_token_var``
+        the token means alone; ``{pre}/target_slot_var`` their difference, what the slot adds."""
+        n_slot = self.per_slot  # [slots]
+        q = self.sum.shape[1]
+        total_n = float(n_slot.sum()) * q  # token vectors counted
+        grand = self.sum.sum((0, 1)) / total_n  # [D]
+        ss_total = self.sumsq - total_n * float(grand.square().sum())
+        cell = self.sum / n_slot.clamp(min=1)[:, None, None]  # [slots, Q, D]
+        ss_cell = float((n_slot[:, None, None] * (cell - grand).square()).sum())
+        token = self.sum.sum(0) / float(n_slot.sum())  # [Q, D]
+        ss_token = float(n_slot.sum()) * float((token - grand).square().sum())
+        if ss_total <= 1e-12:
+            return {}
+        return {f"{pre}/target_slot_token_var": ss_cell / ss_total, f"{pre}/target_token_var": ss_token / ss_total,
+                f"{pre}/target_slot_var": (ss_cell - ss_token) / ss_total}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -289,12 +364,11 @@ def _add_level1_rollout(acc: _Acc, key: str, model: Any, p1: Any, enc1: Any, pk:
         return  # level-k steps do not end on level-1 step ends (cannot happen for integer strides)
     aligned_t = torch.tensor(aligned, device=p1.present.device)
     ratio = pk.step_frames // p1.step_frames
-    cmap = fit_context_map(enc1.context)
     queries, positives, owns = [], [], []
     sk = pk.present.shape[1]
     for s in valid_s.tolist():
         t1 = aligned[s]
-        pred = rollout(model.levels[0], enc1.context, t1, horizon * ratio, grid_hw, cmap)[:, -1]  # [B, Q, D]
+        pred = model.rollout(enc1.context, 0, t1, horizon * ratio, grid_hw)[:, -1]  # [B, Q, D], causal
         queries.append(pred.reshape(b, -1))
         positives.append(torch.arange(b, device=pred.device) * sk + s + horizon)
         owns.append(torch.arange(b, device=pred.device) * sk + s)
@@ -322,14 +396,12 @@ def _same_time_candidates(b: int, s: int, target_step: Tensor) -> Tensor:
     return cand
 
 
-def _grid_hw(model: Any, x: Tensor) -> tuple[int, int]:
-    """Level 1's patch grid (Hg, Wg) for input ``x: [B, C, T, H, W]``."""
-    _, hg, wg = model.levels[0].encoder.grid(x.shape)
-    return hg, wg
-
-
-def _add_token_stats(stats: list, tokens: Tensor) -> None:
-    x = tokens.reshape(-1, tokens.shape[-1]).double()
+def _add_sample_stats(stats: list, tokens: Tensor) -> None:
+    """Running count / sum / sum of squares over clips of ``tokens [B, S, Q, D]`` at every
+    (step, token, dimension); clips of another length than the first are left out."""
+    x = tokens.double()
+    if stats[1] is not None and stats[1].shape != x.shape[1:]:
+        return
     stats[0] += x.shape[0]
     s1, s2 = x.sum(0).cpu(), (x * x).sum(0).cpu()
     stats[1] = s1 if stats[1] is None else stats[1] + s1

@@ -121,9 +121,8 @@ class LevelConfig:
         num_queries: Q, tokens per step after spatial pooling.
         pooling: ``attentive`` (Q learned queries cross-attend the r*Q' tokens) or ``mean``
             (average over the r steps, then over neighbouring tokens down to Q). Attentive pooling
-            starts as an average over the whole step, space included, and on the tests' tiny
-            model (300 steps) it stayed there: level 2 kept nothing of where the objects were
-            (ridge R^2 0.00-0.01 with 4 or 16 queries). ``mean`` with Q = Q' (16) kept R^2 0.50-0.71.
+            starts as an average over the whole step, space included, so a briefly trained level
+            can keep nothing of where things are; mean pooling with Q = Q' keeps the layout.
         embed_dim, depth, num_heads: the temporal transformer (causal in time).
         horizon: h_k, how many of its own steps ahead the level predicts.
         loss_weight: w_k in the total loss.
@@ -133,23 +132,31 @@ class LevelConfig:
         vicreg_samples: what the VICReg terms (``HJEPAConfig.vicreg_*_weight``) count as one
             sample of this level's context: ``steps`` (a step's tokens averaged: B*S samples of
             D dimensions) or ``tokens`` (every token: B*S*Q samples). With ``steps`` the terms
-            constrain only the average of a step's tokens, not each token. Measured on the
-            tests' tiny model (level 2 mean-pooled into 16 tokens, 300 steps;
-            ``tests/test_anticipation_e2e.py``'s data, 25-epoch heads): with ``steps``, a head on
-            level 2's three observed steps named the running action at 0.14 and the one before
-            at 0.13 (16 classes, majority 0.10; ``tools/anticipation_feature_probe.py``), and the
-            anticipation head on levels 1-2 reached top-1 0.54, as level 1's alone; with
-            ``tokens``, 0.41 and 0.52, and 0.70 against level 1's 0.60.
+            constrain only the average of a step's tokens, not each token.
         target: how the level encodes the future it predicts. ``ema``: a stop-gradient EMA copy
             of the context encoder (V-JEPA). ``shared``: the context encoder itself, with
             gradient through both branches, as in *A Path Towards Autonomous Machine
             Intelligence*: the encoder is then also trained to make the future predictable, so
             it drops what cannot be predicted; only the VICReg terms hold collapse off, so
-            ``shared`` needs ``vicreg_var_weight > 0``. Measured on the tests' tiny model (300
-            steps, synthetic world with new views, level 2 then pooling attentively into 4
-            queries), level 2 shared vs ema: 2 s retrieval among
-            clips 78 % vs 27 % top-1, but step embeddings of effective rank 2.4 vs 7.1 and an
-            activity probe at chance (3 % vs 13 %): it predicts well by encoding little.
+            ``shared`` needs ``vicreg_var_weight > 0``, and it can predict well by encoding little
+            (watch the effective rank).
+        target_input: what the target encoder sees when it encodes step t+j. ``step``: that step
+            alone (the paper's ``Enc(y)``: level 1 one tubelet slot, a higher level one step of
+            the level below), so a target holds nothing of the context it is predicted from and
+            nothing of where the step sits in its window. ``causal``: every step up to t+j, as the
+            context encoder sees it (saved models from before the option): then the target of
+            t+1 already contains step t, and part of it can be "predicted" from pixels that were
+            never in the future; within a window it also carries the step's slot.
+        time_encoding: how the level's future predictor and (levels >= 2) temporal encoder tell
+            steps apart. ``rope``: a plain rotary angle per step in attention, so they see only
+            offsets between steps (a query for step t+j and a context step s differ by t+j-s
+            wherever the clip starts and however long it is). ``absolute``: sin-cos step indices
+            added in the predictor and V-JEPA 2's 3-D rotary layout in the temporal encoder, whose
+            paired channels turn at different rates and so keep a trace of the step index (saved
+            models from before the option).
+        context_window: how many past steps (its own included) a token attends to in the level's
+            future predictor and, for levels >= 2, its temporal encoder; None: all. Bounded, a
+            clip longer than the training clips shows them no step offset they were not trained on.
     """
 
     embed_dim: int = 128
@@ -164,6 +171,9 @@ class LevelConfig:
     masked_weight: float = 0.0
     vicreg_samples: Literal["steps", "tokens"] = "steps"
     target: Literal["ema", "shared"] = "ema"
+    target_input: Literal["step", "causal"] = "step"
+    time_encoding: Literal["rope", "absolute"] = "rope"
+    context_window: Optional[int] = 4
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=128, depth=2, num_heads=4))
     latent: LatentConfig = field(default_factory=LatentConfig)
 
@@ -176,6 +186,16 @@ class LevelConfig:
         _check(self.vicreg_samples in ("steps", "tokens"), "level.vicreg_samples", self.vicreg_samples,
                "must be steps or tokens")
         _check(self.target in ("ema", "shared"), "level.target", self.target, "must be ema or shared")
+        _check(self.target_input in ("step", "causal"), "level.target_input", self.target_input,
+               "must be step or causal")
+        _check(self.time_encoding in ("rope", "absolute"), "level.time_encoding", self.time_encoding,
+               "must be rope or absolute")
+        for name, width, heads in (("predictor", self.predictor.embed_dim, self.predictor.num_heads),
+                                   ("level", self.embed_dim, self.num_heads)):
+            _check(self.time_encoding != "rope" or (width // heads) % 2 == 0, "level.time_encoding",
+                   self.time_encoding, f"rope needs an even {name} head size, got {width // heads}")
+        _check(self.context_window is None or self.context_window >= 1, "level.context_window",
+               self.context_window, "must be >= 1 or null")
         _check(self.embed_dim % self.num_heads == 0, "level.embed_dim", self.embed_dim,
                f"must divide by level.num_heads={self.num_heads}")
 
@@ -192,8 +212,7 @@ class HJEPAConfig:
         loss: regression loss on layer-normed targets: ``l1`` (default), ``smooth_l1`` or ``mse``.
         vicreg_var_weight, vicreg_cov_weight: VICReg variance / covariance terms on each
             level's context embeddings (0: off, the EMA target alone). On by default: with the
-            EMA target alone, level 2 of the default run collapsed (per-dimension std 0.006
-            after 300 steps); with these terms it kept std ~0.4.
+            EMA target alone, a level above level 1 can collapse to a constant.
         level_input: what level k+1 consumes: ``target`` (level k's EMA target encoder,
             stop-gradient, stable) or ``context`` (level k's context encoder, end to end).
         ema_start, ema_end: EMA momentum ramps linearly from start to end over training.
@@ -254,6 +273,11 @@ class HJEPAConfig:
             frames *= lv.stride
         return frames
 
+    def window_slots(self, level: int) -> int:
+        """Steps of ``level`` (0-based) that one level-1 window holds (1 when a step spans a window
+        or more). Clips start at a window boundary, so step s sits in slot ``s % window_slots``."""
+        return max(self.frames_per_window // self.step_frames(level), 1)
+
     def min_frames(self) -> int:
         """Shortest clip that gives every level at least ``horizon + 1`` steps."""
         need = 0
@@ -269,15 +293,26 @@ class HJEPAConfig:
     def from_dict(cls, data: dict[str, Any]) -> "HJEPAConfig":
         """Rebuild from ``to_dict()`` output; unknown keys are refused by name.
 
-        A saved predictor without ``anchor_queries`` was trained before the option existed,
-        that is without anchored queries, and is rebuilt that way.
+        A saved config without a later option was trained before the option existed and is
+        rebuilt as it was trained: no anchored queries, absolute predictor times, unbounded
+        context, targets that see the causal context.
         """
         data = copy.deepcopy(data)
         for level in data.get("levels") or []:
-            pred = level.get("predictor") if isinstance(level, dict) else None
+            if not isinstance(level, dict):
+                continue
+            for key, old in _LEVEL_BEFORE_OPTION.items():
+                level.setdefault(key, old)
+            pred = level.get("predictor")
             if isinstance(pred, dict):
-                pred.setdefault("anchor_queries", False)
+                for key, old in _PREDICTOR_BEFORE_OPTION.items():
+                    pred.setdefault(key, old)
         return _from_dict(cls, data, "model")
+
+
+# What a saved config that lacks a key meant, for keys added after configs were first saved.
+_LEVEL_BEFORE_OPTION = {"target_input": "causal", "time_encoding": "absolute", "context_window": None}
+_PREDICTOR_BEFORE_OPTION = {"anchor_queries": False}
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from hjepa.models.config import HJEPAConfig
 from hjepa.models.level import JEPALevel, LevelOutput, future_pairs
+from hjepa.models.rollout import rollout
 from hjepa.models.temporal import TemporalEncoder
 from hjepa.models.vit import build_encoder
 from hjepa.models.window import WindowEncoder
@@ -123,10 +124,11 @@ class HJEPA(nn.Module):
                 config.levels[0],
                 spatial_tokens=True,
                 frozen=enc.frozen,
+                slots=config.window_slots(0),
                 **common,
             )
         ]
-        for lv in config.levels[1:]:
+        for k, lv in enumerate(config.levels[1:], start=1):
             encoder = TemporalEncoder(
                 in_dim=levels[-1].embed_dim,
                 dim=lv.embed_dim,
@@ -135,8 +137,10 @@ class HJEPA(nn.Module):
                 stride=lv.stride,
                 num_queries=lv.num_queries,
                 pooling=lv.pooling,
+                context_window=lv.context_window,
+                time_encoding=lv.time_encoding,
             )
-            levels.append(JEPALevel(encoder, lv, **common))
+            levels.append(JEPALevel(encoder, lv, slots=config.window_slots(k), **common))
         self.levels = nn.ModuleList(levels)
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -149,6 +153,10 @@ class HJEPA(nn.Module):
         """Clip frames one step of ``level`` (0-based) spans."""
         return self.config.step_frames(level)
 
+    def window_slots(self, level: int) -> int:
+        """Steps of ``level`` (0-based) one level-1 window holds; step s sits in slot s % this."""
+        return self.config.window_slots(level)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names that get no weight decay: position / query / mask tokens."""
         names: set[str] = set()
@@ -160,9 +168,13 @@ class HJEPA(nn.Module):
                     names |= {f"levels.{k}.{mod_name}.{n}" for n in fn()}
         return names
 
-    def _grid_hw(self, clip: torch.Tensor) -> tuple[int, int]:
-        _, hg, wg = self.levels[0].encoder.grid(clip.shape)
+    def token_grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
+        """(Hg, Wg): level 1's patch grid for a clip of shape ``[B, C, T, H, W]``."""
+        _, hg, wg = self.levels[0].encoder.grid(clip_shape)
         return hg, wg
+
+    def _grid_hw(self, clip: torch.Tensor) -> tuple[int, int]:
+        return self.token_grid(clip.shape)
 
     def _check_clip(self, clip: torch.Tensor) -> None:
         if clip.ndim != 5:
@@ -255,6 +267,31 @@ class HJEPA(nn.Module):
             out.append(LevelEncoding(context, target, self.step_frames(k), start, end))
             x = self._next_input(context, target)
         return out
+
+    def rollout(
+        self,
+        context: torch.Tensor,
+        level: int,
+        end: int,
+        steps: int,
+        grid_hw: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Roll ``level`` (0-based) out past its horizon, causally.
+
+        Args:
+            context: [B, S, Q, D] the level's real context tokens (``encode(clip)[level].context``).
+            end: last context step the rollout may read.
+            steps: how many steps past ``end`` to predict.
+            grid_hw: level 1's patch grid (needed for level 0; ``token_grid(clip.shape)``).
+
+        Returns:
+            [B, steps, Q, D] predicted layer-normed targets of steps end+1..end+steps. They depend
+            on each clip's own context steps <= ``end`` only (also through the map back into
+            context space); gradients flow where enabled.
+        """
+        if level == 0 and grid_hw is None:
+            raise ValueError("rolling out level 1 needs grid_hw (model.token_grid(clip.shape))")
+        return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None)
 
     @torch.no_grad()
     def predict(

@@ -15,10 +15,12 @@ import torch
 import torch.nn as nn
 
 from hjepa.losses import (
+    RunningRows,
+    baseline_skill,
     copy_ratio,
     covariance_loss,
-    effective_rank,
     feature_std,
+    gather_across_ranks,
     normalize_target,
     regression_loss,
     variance_loss,
@@ -67,6 +69,12 @@ class JEPALevel(nn.Module):
         frozen: the encoder is fixed (pretrained level 1): no EMA copy, target = context.
         vicreg_var_weight, vicreg_cov_weight: VICReg terms on context embeddings (per step or
             per token: ``cfg.vicreg_samples``).
+        slots: how many of this level's steps one level-1 window holds (1 when a step spans a
+            window or more); step s sits in slot ``s % slots``. The logged ``skill`` compares
+            predictions with baselines that know the slot.
+
+    The target encoder (and a frozen encoder) always runs in eval mode, whatever ``train()`` is
+    set to: stochastic depth or dropout there would make targets, and the level above, random.
     """
 
     def __init__(
@@ -78,9 +86,11 @@ class JEPALevel(nn.Module):
         frozen: bool = False,
         vicreg_var_weight: float = 0.0,
         vicreg_cov_weight: float = 0.0,
+        slots: int = 1,
     ) -> None:
         super().__init__()
         self.cfg = cfg
+        self.slots = slots
         self.loss_kind = loss_kind
         self.spatial_tokens = spatial_tokens
         self.frozen = frozen
@@ -102,10 +112,25 @@ class JEPALevel(nn.Module):
             cfg.horizon,
             num_tokens=None if spatial_tokens else cfg.num_queries,
             latent_dim=cfg.latent.dim,
+            context_window=cfg.context_window,
+            time_encoding=cfg.time_encoding,
         )
         self.masked_predictor = (
             MaskedPredictor(self.embed_dim, cfg.predictor) if spatial_tokens and cfg.masked_weight > 0 else None
         )
+        # Step embeddings of recent training batches for the logged effective rank: one batch
+        # has fewer rows than dimensions at higher levels. A plain attribute, not a buffer:
+        # it is a statistic of past batches, not part of the model.
+        self.rank_rows = RunningRows(4 * self.embed_dim)
+        self.train()
+
+    def train(self, mode: bool = True) -> "JEPALevel":
+        super().train(mode)
+        if self.target_encoder is not None:
+            self.target_encoder.eval()
+        if self.frozen:
+            self.encoder.eval()
+        return self
 
     # --- encoders -----------------------------------------------------------------------
 
@@ -116,13 +141,23 @@ class JEPALevel(nn.Module):
                 return self.encoder(x)
         return self.encoder(x)
 
+    def _target_raw(self, encoder: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        # A full-attention level 1 has one step per window: its steps already see only themselves.
+        per_step = self.cfg.target_input == "step" and getattr(encoder, "temporal_attention", "causal") == "causal"
+        if per_step:
+            return encoder.encode_steps(x)
+        return context if context is not None else encoder(x)
+
     @torch.no_grad()
     def encode_target(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """x: level input -> [B, S, Q, D] layer-normed target step tokens (stop-gradient)."""
+        """x: level input -> [B, S, Q, D] layer-normed target step tokens (stop-gradient).
+
+        ``context``: this input's context tokens, reused as the raw target when the target
+        encoder is the encoder itself and sees the causal context (saves a pass)."""
         if self.target_encoder is None:
-            raw = context.detach() if context is not None else self.encoder(x)
+            raw = self._target_raw(self.encoder, x, None if context is None else context.detach())
         else:
-            raw = self.target_encoder(x)
+            raw = self._target_raw(self.target_encoder, x, None)
         return normalize_target(raw)
 
     @torch.no_grad()
@@ -184,7 +219,10 @@ class JEPALevel(nn.Module):
         """
         context = self.encode_context(x)
         # A shared target keeps its gradient: the encoder learns to make its future predictable.
-        target = normalize_target(context) if self.shared_target else self.encode_target(x, context)
+        if self.shared_target:
+            target = normalize_target(self._target_raw(self.encoder, x, context))
+        else:
+            target = self.encode_target(x, context)
         s = context.shape[1]
         if s < 2:
             raise ValueError(f"level has {s} step(s) in this clip; it needs at least 2 to predict: use a longer clip")
@@ -217,6 +255,7 @@ class JEPALevel(nn.Module):
                 emb = context.reshape(-1, context.shape[-1])  # [B*S*Q, D]
             else:
                 emb = context.mean(dim=2).reshape(-1, context.shape[-1])  # [B*S, D]
+            emb = gather_across_ranks(emb)  # batch statistics over every rank's clips
             v, c = variance_loss(emb), covariance_loss(emb)
             loss = loss + var_w * v + cov_w * c
             stats["vicreg_var"], stats["vicreg_cov"] = v.detach(), c.detach()
@@ -226,8 +265,13 @@ class JEPALevel(nn.Module):
         target = target.detach()  # what the next level reads, and the statistics, take no gradient
         future = future.detach()
         stats["target_std"] = feature_std(target)
-        stats["eff_rank"] = effective_rank(target.mean(dim=2))
+        rows = target.mean(dim=2).reshape(-1, target.shape[-1])  # [B*S, D] step embeddings
+        if self.training:
+            stats["eff_rank"] = self.rank_rows.add(gather_across_ranks(rows))  # every rank's clips
+        else:
+            stats["eff_rank"] = RunningRows.rank_of(rows)
         stats["copy_ratio"] = copy_ratio(pred, future, target[:, pairs[:, 0]])
+        stats["skill"] = baseline_skill(pred, target, pairs, self.slots)
         return LevelOutput(loss=loss, context=context, target=target, stats=stats)
 
     def _masked_loss(

@@ -20,14 +20,19 @@ import torch.nn as nn
 from hjepa.models.config import PredictorConfig
 from hjepa.models.layers import Block
 from hjepa.models.pos_embed import sincos_1d, sincos_3d
+from hjepa.models.rope import rope_time_tables
 
 
-def future_attention_mask(num_steps: int, tokens_per_step: int, pairs: torch.Tensor) -> torch.Tensor:
+def future_attention_mask(
+    num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None
+) -> torch.Tensor:
     """Block-causal mask for context steps followed by query groups.
 
     Args:
         num_steps: S context steps, each ``tokens_per_step`` (Q) tokens.
         pairs: long [P, 2] of (context end t, horizon j); group p sees context steps <= t.
+        context_window: W, a context token of step s sees steps s-W+1..s, and a query group
+            with context end t steps t-W+1..t; None: every earlier step.
 
     Returns:
         bool [S*Q + P*Q, S*Q + P*Q], True where attention is allowed.
@@ -39,6 +44,9 @@ def future_attention_mask(num_steps: int, tokens_per_step: int, pairs: torch.Ten
     qry_group = torch.arange(pairs.shape[0], device=dev).repeat_interleave(q)  # [P*Q]
     cc = ctx_step[None, :] <= ctx_step[:, None]
     qc = ctx_step[None, :] <= qry_end[:, None]
+    if context_window is not None:
+        cc = cc & (ctx_step[None, :] > ctx_step[:, None] - context_window)
+        qc = qc & (ctx_step[None, :] > qry_end[:, None] - context_window)
     qq = qry_group[:, None] == qry_group[None, :]
     top = torch.cat([cc, torch.zeros(cc.shape[0], qq.shape[1], dtype=torch.bool, device=dev)], dim=1)
     return torch.cat([top, torch.cat([qc, qq], dim=1)], dim=0)
@@ -54,6 +62,12 @@ class FuturePredictor(nn.Module):
         num_tokens: Q for levels >= 2 (learned per-token embedding); None for level 1,
             whose Q tokens are the spatial patches and get 2-D sin-cos positions from ``grid_hw``.
         latent_dim: dimension of z (0: no latent).
+        context_window: past steps a token attends to (None: all); see ``future_attention_mask``.
+        time_encoding: ``rope`` or ``absolute`` (``LevelConfig.time_encoding``).
+
+    Time: with ``rope`` a token's step (a query's: its target step t+j)
+    enters only as a rotary angle in attention, so what the predictor computes depends on step
+    offsets, never on where a step sits in the clip; ``absolute`` adds sin-cos step indices.
     """
 
     def __init__(
@@ -63,18 +77,23 @@ class FuturePredictor(nn.Module):
         horizon: int,
         num_tokens: int | None = None,
         latent_dim: int = 0,
+        context_window: int | None = None,
+        time_encoding: str = "rope",
     ) -> None:
         super().__init__()
         pd = cfg.embed_dim
         self.in_dim, self.dim, self.horizon = in_dim, pd, horizon
         self.anchor = cfg.anchor_queries
+        self.rope_time = time_encoding == "rope"
+        self.context_window = context_window
+        self.head_dim = pd // cfg.num_heads
         self.embed = nn.Linear(in_dim, pd)
         self.query_token = nn.Parameter(torch.zeros(1, 1, pd))
         self.horizon_embed = nn.Parameter(torch.zeros(horizon, pd))
         self.token_embed = nn.Parameter(torch.zeros(num_tokens, pd)) if num_tokens else None
         self.z_embed = nn.Linear(latent_dim, pd, bias=False) if latent_dim else None
         dpr = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-        self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d) for d in dpr)
+        self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d, use_rope=self.rope_time) for d in dpr)
         self.norm = nn.LayerNorm(pd, eps=1e-6)
         self.head = nn.Linear(pd, in_dim)
         nn.init.trunc_normal_(self.query_token, std=0.02)
@@ -120,20 +139,21 @@ class FuturePredictor(nn.Module):
         s = int(pairs[:, 0].max()) + 1
         context = context[:, :s]
         tok_pos = self._token_pos(q, grid_hw, context)  # [Q, pd]
-        steps = torch.arange(s + self.horizon, device=context.device)
-        time_pos = sincos_1d(self.dim, steps).to(context)  # [S+h, pd]
+        tgt_step = pairs[:, 0] + pairs[:, 1]  # [P]
+        ctx_steps = torch.arange(s, device=context.device)
 
         emb = self.embed(context)  # [B, S, Q, pd]
-        x = emb + time_pos[:s, None, :] + tok_pos[None]
+        x = emb + tok_pos[None]
+        qry = self.query_token + self.horizon_embed[pairs[:, 1] - 1][:, None, :] + tok_pos[None]  # [P, Q, pd]
+        rope = None
+        if self.rope_time:
+            token_steps = torch.cat([ctx_steps.repeat_interleave(q), tgt_step.repeat_interleave(q)])  # [S*Q + P*Q]
+            rope = rope_time_tables(token_steps, self.head_dim)
+        else:
+            time_pos = sincos_1d(self.dim, torch.arange(s + self.horizon, device=context.device)).to(context)
+            x = x + time_pos[:s, None, :]
+            qry = qry + time_pos[tgt_step][:, None, :]
         x = x.reshape(b, s * q, self.dim)
-
-        tgt_step = pairs[:, 0] + pairs[:, 1]
-        qry = (
-            self.query_token
-            + time_pos[tgt_step][:, None, :]
-            + self.horizon_embed[pairs[:, 1] - 1][:, None, :]
-            + tok_pos[None]
-        )  # [P, Q, pd]
         qry = qry.reshape(1, p * q, self.dim).expand(b, -1, -1)
         if self.anchor:  # start each query from its slot's present token (context step t)
             qry = qry + emb[:, pairs[:, 0]].reshape(b, p * q, self.dim)
@@ -141,9 +161,9 @@ class FuturePredictor(nn.Module):
             qry = qry + self.z_embed(z)[:, None, :]
 
         x = torch.cat([x, qry], dim=1)  # [B, S*Q + P*Q, pd]
-        mask = future_attention_mask(s, q, pairs)
+        mask = future_attention_mask(s, q, pairs, self.context_window)
         for blk in self.blocks:
-            x = blk(x, attn_mask=mask)
+            x = blk(x, attn_mask=mask, rope=rope)
         out = self.head(self.norm(x[:, s * q :]))  # [B, P*Q, D]
         return out.reshape(b, p, q, self.in_dim)
 

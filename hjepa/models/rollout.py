@@ -7,8 +7,10 @@ the context and it predicts again from t+h, until the wanted step is reached.
 
 Predictions live in the layer-normed target space, context tokens in the context encoder's
 space; before appending, predictions are mapped into context space by a per-dimension affine
-map fitted (least squares) between the real context tokens and their layer norm. This is an
-approximation of what the encoder would have produced, and a rollout is expected to drift.
+map fitted (least squares) between the clip's own real context tokens up to the context end
+and their layer norm. So the rollout reads nothing after its context end and nothing of other
+clips in the batch. The map is an approximation of what the encoder would have produced, and a
+rollout is expected to drift.
 """
 
 from __future__ import annotations
@@ -22,19 +24,23 @@ __all__ = ["fit_context_map", "rollout"]
 
 
 def fit_context_map(context: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-dimension ``(gamma, beta)`` with ``context ~ layer_norm(context) * gamma + beta``.
+    """Per clip and dimension ``(gamma, beta)`` with ``context ~ layer_norm(context) * gamma + beta``.
 
     Args:
-        context: ``[B, S, Q, D]`` real context tokens.
+        context: ``[B, S, Q, D]`` real context tokens; every step given is used, so pass only
+            the steps the rollout may see.
     Returns:
-        ``gamma [D]``, ``beta [D]`` (no gradient: they are statistics of the batch).
+        ``gamma [B, 1, 1, D]``, ``beta [B, 1, 1, D]`` float32, each clip's from its own tokens
+        (no gradient: they are statistics of the clip).
     """
-    y = context.detach().reshape(-1, context.shape[-1]).float()
+    b, d = context.shape[0], context.shape[-1]
+    y = context.detach().reshape(b, -1, d).float()  # [B, S*Q, D]
     x = normalize_target(y)
-    xm, ym = x.mean(0), y.mean(0)
-    var = ((x - xm) ** 2).mean(0).clamp(min=1e-8)
-    gamma = ((x - xm) * (y - ym)).mean(0) / var
-    return gamma, ym - gamma * xm
+    xm, ym = x.mean(1, keepdim=True), y.mean(1, keepdim=True)
+    var = ((x - xm) ** 2).mean(1, keepdim=True).clamp(min=1e-8)
+    gamma = ((x - xm) * (y - ym)).mean(1, keepdim=True) / var
+    beta = ym - gamma * xm
+    return gamma.reshape(b, 1, 1, d), beta.reshape(b, 1, 1, d)
 
 
 def rollout(
@@ -54,7 +60,8 @@ def rollout(
         end: last context step.
         steps: how many steps past ``end`` to predict (>= 1).
         grid_hw: level 1's patch grid.
-        context_map: ``(gamma, beta)`` from :func:`fit_context_map` (default: fitted on ``context``).
+        context_map: ``(gamma, beta)`` from :func:`fit_context_map` (default: fitted on each
+            clip's own context steps ``<= end``).
     Returns:
         ``[B, steps, Q, D]`` the predicted layer-normed targets; gradients flow when enabled.
     """
@@ -63,7 +70,7 @@ def rollout(
         raise ValueError(f"rollout needs steps >= 1, got {steps}")
     if not 0 <= end < context.shape[1]:
         raise ValueError(f"rollout context end {end} outside the clip's {context.shape[1]} steps")
-    gamma, beta = context_map if context_map is not None else fit_context_map(context)
+    gamma, beta = context_map if context_map is not None else fit_context_map(context[:, : end + 1])
     ctx, preds, done = context[:, : end + 1], [], 0
     while done < steps:
         k = min(horizon, steps - done)

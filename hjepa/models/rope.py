@@ -97,3 +97,28 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     cos = cos.to(x.dtype)
     sin = sin.to(x.dtype)
     return torch.addcmul(x * cos, swap_pairs(x), sin)
+
+
+def rope_time_tables(steps: Tensor, head_dim: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """cos / signed-sin tables for 1-D RoPE over time, every channel pair rotated.
+
+    Unlike :func:`rope_tables` (3-D, V-JEPA 2's tiled layout, kept for its weights) both channels
+    of a pair ``(2i, 2i + 1)`` share frequency ``omega_i = 10000 ** (-i / (head_dim / 2))``: a plain
+    rotation, so the attention logit between two tokens depends on their step offset only.
+
+    Args:
+        steps: [N] step index of every token (any numeric dtype).
+        head_dim: size of one attention head (even).
+
+    Returns:
+        (cos, sin), each [1, N, head_dim], for :func:`apply_rope` (sign folded into ``sin``).
+    """
+    if head_dim % 2:
+        raise ValueError(f"1-D RoPE needs an even head size, got {head_dim}")
+    omega = 1.0 / 10000 ** (torch.arange(head_dim // 2, dtype=dtype, device=steps.device) / (head_dim / 2.0))
+    ang = steps.to(dtype)[:, None] * omega  # [N, hd/2]
+    cos = ang.cos().repeat_interleave(2, dim=-1)
+    sin = ang.sin().repeat_interleave(2, dim=-1)
+    sign = torch.ones(head_dim, dtype=dtype, device=steps.device)
+    sign[0::2] = -1.0
+    return cos[None], (sin * sign)[None]

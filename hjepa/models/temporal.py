@@ -7,9 +7,13 @@ over steps, so the representation at step s depends on level-k steps < (s+1)*r o
 Trailing level-k steps that do not fill a whole group are dropped (they would describe a
 step the clip does not finish).
 
-Positions are rotary (RoPE over (step, token)), not added: a clip starts anywhere in a video,
-so a representation should not carry its absolute step index, and an added time code would
-let a predictor "beat" the copy-the-present baseline by predicting the code alone.
+Positions are rotary, not added: a clip starts anywhere in a video, so a representation
+should not carry its absolute step index, and an added time code would let a predictor "beat"
+the copy-the-present baseline by predicting the code alone. ``time_encoding="rope"`` rotates
+every channel pair by the step (attention then sees step offsets only); tokens of a step are
+told apart by a learned per-token embedding. ``"absolute"`` is V-JEPA 2's 3-D rotary layout over
+(step, token), whose paired channels turn at different rates and so keep a trace of the step
+index (saved models from before the option).
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hjepa.models.layers import Block
-from hjepa.models.rope import rope_tables
+from hjepa.models.rope import rope_tables, rope_time_tables
 
 
-def step_causal_mask(num_steps: int, tokens_per_step: int, device: torch.device | None = None) -> torch.Tensor:
-    """bool [S*Q, S*Q]: a token of step s may attend to every token of steps <= s."""
+def step_causal_mask(
+    num_steps: int, tokens_per_step: int, device: torch.device | None = None, context_window: int | None = None
+) -> torch.Tensor:
+    """bool [S*Q, S*Q]: a token of step s may attend to every token of steps s-W+1..s
+    (W = ``context_window``; None: steps 0..s; 1: its own step alone)."""
     step = torch.arange(num_steps, device=device).repeat_interleave(tokens_per_step)
-    return step[None, :] <= step[:, None]
+    mask = step[None, :] <= step[:, None]
+    if context_window is not None:
+        mask = mask & (step[None, :] > step[:, None] - context_window)
+    return mask
 
 
 class StepPooler(nn.Module):
@@ -105,6 +115,8 @@ class TemporalEncoder(nn.Module):
         stride: r, level-below steps per step of this level.
         num_queries: Q tokens per step.
         pooling: ``attentive`` or ``mean``.
+        context_window: past steps a token attends to, its own included (None: all).
+        time_encoding: ``rope`` (step offsets only) or ``absolute`` (see the module docstring).
     """
 
     def __init__(
@@ -117,9 +129,13 @@ class TemporalEncoder(nn.Module):
         num_queries: int,
         pooling: str = "attentive",
         drop_path_rate: float = 0.0,
+        context_window: int | None = None,
+        time_encoding: str = "rope",
     ) -> None:
         super().__init__()
         self.embed_dim, self.stride, self.num_queries = dim, stride, num_queries
+        self.context_window = context_window
+        self.time_encoding = time_encoding
         self.pool = StepPooler(in_dim, stride, num_queries, pooling)
         self.embed = nn.Linear(in_dim, dim)
         self.query_embed = nn.Parameter(torch.zeros(num_queries, dim))
@@ -139,15 +155,32 @@ class TemporalEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, S_in, Q', D'] level-below step tokens -> [B, S_in // stride, Q, D]."""
+        return self._encode(x, self.context_window)
+
+    def encode_steps(self, x: torch.Tensor) -> torch.Tensor:
+        """Every step encoded alone (attention within the step): [B, S_in, Q', D'] -> [B, S, Q, D].
+
+        What step s gives depends on the level-below steps it pools and on nothing else: not on
+        earlier steps, nor on its index (every step gets the rotary time position 0)."""
+        return self._encode(x, 1)
+
+    def _encode(self, x: torch.Tensor, context_window: int | None) -> torch.Tensor:
         x = self.pool(x)
         b, s, q, _ = x.shape
         x = self.embed(x) + self.query_embed[None, None]
         x = x.reshape(b, s * q, self.embed_dim)
         step = torch.arange(s, device=x.device).repeat_interleave(q)
-        token = torch.arange(q, device=x.device).repeat(s)
-        pos = torch.stack([step, token, torch.zeros_like(step)], dim=-1)[None]  # [1, S*Q, 3] (t, h, w)
-        rope = rope_tables(pos, self.head_dim, dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
-        mask = step_causal_mask(s, q, x.device)
+        mask = step_causal_mask(s, q, x.device, context_window)
+        if context_window == 1:
+            # Each step alone: its index says nothing (and the absolute layout would leave a trace).
+            step = torch.zeros_like(step)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        if self.time_encoding == "rope":
+            rope = rope_time_tables(step, self.head_dim, dtype=dtype)
+        else:
+            token = torch.arange(q, device=x.device).repeat(s)
+            pos = torch.stack([step, token, torch.zeros_like(step)], dim=-1)[None]  # [1, S*Q, 3] (t, h, w)
+            rope = rope_tables(pos, self.head_dim, dtype=dtype)
         for blk in self.blocks:
             x = blk(x, attn_mask=mask, rope=rope)
         return self.norm(x).reshape(b, s, q, self.embed_dim)

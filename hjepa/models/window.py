@@ -66,3 +66,20 @@ class WindowEncoder(nn.Module):
         grid = self.grid(clip.shape)
         tokens = self.vit(self.windows(clip))
         return self.from_window_tokens(tokens, clip.shape[0], grid)
+
+    def encode_steps(self, clip: torch.Tensor) -> torch.Tensor:
+        """Every step encoded alone: clip [B, C, T, H, W] -> [B, S, Hg * Wg, D].
+
+        Causal attention: each tubelet slot is its own one-slot window, so a step's tokens depend
+        on its own frames only and every step gets the same (first-slot) time position: nothing
+        tells slot 0 of a window from slot 3 but the pixels. Full attention: a step is a window.
+        """
+        if self.temporal_attention != "causal":
+            return self(clip)
+        b, c, t, h, w = clip.shape
+        f = self.vit.tubelet_size
+        if t % self.frames_per_window:
+            raise ValueError(f"clip has {t} frames, not a multiple of frames_per_window={self.frames_per_window}")
+        steps = clip.reshape(b, c, t // f, f, h, w).transpose(1, 2).reshape(b * (t // f), c, f, h, w)
+        tokens = self.vit(steps)  # [B*S, Hg*Wg, D]
+        return tokens.reshape(b, t // f, tokens.shape[1], tokens.shape[2])

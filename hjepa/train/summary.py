@@ -7,8 +7,10 @@
   ``gpu_peak_memory_mb``: peak CUDA memory allocated by this rank (GPU runs only).
 - ``loss_first`` / ``loss_final``: mean total training loss over the first / last 10 logged steps.
 - ``level{k}/{stat}_first`` / ``level{k}/{stat}_final`` for stat in ``loss``, ``pred_loss``,
-  ``std`` (per-dimension std of context tokens), ``eff_rank`` (effective rank of target
-  step embeddings), ``copy_ratio`` (prediction error / copy-the-present error).
+  ``std`` (per-dimension std of context tokens across the batch's clips), ``eff_rank``
+  (effective rank of target step embeddings over the last 4 * D rows), ``copy_ratio``
+  (prediction error / copy-the-present error), ``skill`` (1 - prediction error / the best of
+  copy-the-present, the batch's per-(slot, token) mean target and copy + slot offset).
 - ``val/...``: the last validation metrics, when validation ran.
 - ``clips_per_s``: median training throughput over the second half of the run (this rank).
 - ``skipped_videos``: distinct unreadable input files skipped (setup probe + load time, all
@@ -32,7 +34,7 @@ import torch
 
 from hjepa.train.provenance import provenance
 
-_STATS = ("loss", "pred_loss", "std", "eff_rank", "copy_ratio")
+_STATS = ("loss", "pred_loss", "std", "eff_rank", "copy_ratio", "skill")
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -145,16 +147,18 @@ def format_summary(summary: dict[str, Any], run_dir: Path) -> str:
         f"({f(summary.get('clips_per_s'), 1)} clips/s), peak memory {summary['peak_rss_mb']:.0f} MB, "
         f"skipped videos {summary['skipped_videos']}",
         f"total loss {f(summary['loss_first'])} -> {f(summary['loss_final'])}",
-        f"{'level':>6} {'loss first':>11} {'loss final':>11} {'copy ratio':>11} {'eff. rank':>10} {'std':>7}",
+        f"{'level':>6} {'loss first':>11} {'loss final':>11} {'skill':>7} {'copy ratio':>11} {'eff. rank':>10} {'std':>7}",
     ]
     k = 1
     while f"level{k}/loss_final" in summary:
         s = lambda n: summary.get(f"level{k}/{n}")  # noqa: E731
         lines.append(
-            f"{k:>6} {f(s('loss_first')):>11} {f(s('loss_final')):>11} {f(s('copy_ratio_final')):>11} "
+            f"{k:>6} {f(s('loss_first')):>11} {f(s('loss_final')):>11} {f(s('skill_final')):>7} "
+            f"{f(s('copy_ratio_final')):>11} "
             f"{f(s('eff_rank_final'), 1):>10} {f(s('std_final')):>7}"
         )
         k += 1
-    lines.append("copy ratio < 1: the level predicts its future better than copying the present")
+    lines.append("skill > 0: the level predicts its future better than copying the present, the mean target "
+                 "and copy + slot offset (training batches; `hjepa evaluate` scores held-out clips)")
     lines.append(f"run folder: {run_dir}  (summary.json, checkpoints/last.ckpt, config.yaml, csv/)")
     return "\n".join(lines)
