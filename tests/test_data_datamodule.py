@@ -8,10 +8,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from hjepa.data import dataset as dataset_mod
 from hjepa.data.manifests import VideoRow, write_csv_manifest
+from hjepa.data.row_samplers import SeededRowSampler
 from hjepa.data.synthetic import SyntheticConfig
 from hjepa.data.transforms import to_model_input
 from hjepa.train.datamodule import VideoDataModule
@@ -120,7 +121,7 @@ def test_weighted_manifest_mixing(tmp_path: Path) -> None:
     dm = VideoDataModule(train_manifests=[str(a), str(b)], train_weights=[3.0, 1.0], probe=False)
     dm.setup("fit")
     sampler = dm.train_dataloader().sampler
-    assert isinstance(sampler, WeightedRandomSampler)
+    assert isinstance(sampler, SeededRowSampler)
     w = sampler.weights / sampler.weights.sum()
     assert w[0] == pytest.approx(0.75) and w[1:].sum() == pytest.approx(0.25)
 

@@ -5,6 +5,12 @@
     hjepa pretrain --run_dir runs/a --ckpt_path last # resume a killed run
     hjepa pretrain --print_config                    # the resolved config, every key
 
+A run killed at any point (``kill -9`` included) and resumed with ``--ckpt_path last`` ends with
+the weights, optimizer state and logged metrics of the run that was never stopped: the
+checkpoint holds the data loader's position and sampler state, the random streams and every
+model buffer. Checkpoints are read with ``weights_only=True``: a file that would run code is
+refused.
+
 Unknown or misspelt keys are refused with their name (jsonargparse). The run folder gets
 ``config.yaml`` (resolved), ``provenance.json`` (git revision), ``checkpoints/`` (``last.ckpt``
 and every ``--checkpoint_every`` steps, written atomically), ``csv/`` metrics, ``wandb/``
@@ -23,9 +29,10 @@ from typing import Any, Optional
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
+from hjepa.errors import UserError
 from hjepa.train.checkpoint_io import AtomicCheckpointIO
+from hjepa.train.csv_resume import CSVCheckpointSync, ResumableCSVLogger
 from hjepa.train.datamodule import VideoDataModule
 from hjepa.train.module import HJEPAModule
 from hjepa.train.provenance import provenance
@@ -82,10 +89,14 @@ class PretrainCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config
         run_dir = Path(cfg.run_dir or os.environ.get(RUN_DIR_ENV) or Path("runs/pretrain") / time.strftime("%Y%m%d-%H%M%S"))
+        # A resume without its checkpoint is refused before anything is written into the folder.
+        self.ckpt_file = resolve_ckpt_path(cfg.ckpt_path, run_dir)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
-        loggers: list[Any] = [CSVLogger(str(run_dir), name="csv", version="")]
+        # A resumed run continues the killed run's metrics.csv (cut back to its checkpoint).
+        csv_logger = ResumableCSVLogger(str(run_dir), name="csv", version="", resume=cfg.ckpt_path is not None)
+        loggers: list[Any] = [csv_logger]
         online = bool(cfg.logger.online) or os.environ.get("HJEPA_WANDB_ONLINE", "") == "1"
         if cfg.logger.wandb:
             loggers.append(wandb_logger(run_dir, online, cfg.logger.project, cfg.logger.entity))
@@ -100,9 +111,10 @@ class PretrainCLI(LightningCLI):
                 auto_insert_metric_name=False,
             ),
             SummaryCallback(run_dir),
+            CSVCheckpointSync(csv_logger),
         ]
         if kwargs.get("logger") not in (None, True):
-            raise ValueError("set loggers with --logger.* (CSV is always on; wandb offline by default), not --trainer.logger")
+            raise UserError("set loggers with --logger.* (CSV is always on; wandb offline by default), not --trainer.logger")
         kwargs["logger"] = loggers
         kwargs["callbacks"] = callbacks
         kwargs["default_root_dir"] = str(run_dir)
@@ -114,16 +126,24 @@ class PretrainCLI(LightningCLI):
         return trainer
 
 
+class MissingCheckpoint(UserError, FileNotFoundError):
+    """``--ckpt_path`` names no file."""
+
+
 def resolve_ckpt_path(ckpt_path: Optional[str], run_dir: Path) -> Optional[str]:
+    """``--ckpt_path`` as a file path (``last``: the run folder's ``checkpoints/last.ckpt``)."""
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
         last = run_dir / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise FileNotFoundError(f"--ckpt_path last: no {last} (pass --run_dir of the run to resume)")
+            raise MissingCheckpoint(
+                f"--ckpt_path last: there is no {last}. Pass the --run_dir of the run to resume "
+                "(it must have written a checkpoint), or leave out --ckpt_path to start a new run"
+            )
         return str(last)
     if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file")
+        raise MissingCheckpoint(f"--ckpt_path {ckpt_path}: no such file. Give the path of a .ckpt file, or 'last'")
     return ckpt_path
 
 
@@ -143,8 +163,10 @@ def build_cli(argv: list[str], cli_class: type[PretrainCLI] = PretrainCLI) -> Pr
 
 def fit(cli: PretrainCLI) -> dict[str, Any]:
     """Train (resuming when ``--ckpt_path`` says so) and return the run's summary."""
-    ckpt = resolve_ckpt_path(cli.config.ckpt_path, cli.run_dir)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    ckpt = cli.ckpt_file
+    # weights_only: a checkpoint is a pickle; resume accepts tensors and plain values only
+    # (AtomicCheckpointIO enforces it whatever is passed here).
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt, weights_only=True)
     return next((c.summary for c in cli.trainer.callbacks if isinstance(c, SummaryCallback)), {})
 
 

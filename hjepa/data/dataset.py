@@ -16,7 +16,9 @@ process; :class:`ClipCollator` drops those and counts them in the batch's ``skip
 Randomness (clip start, crop, flip) comes from a generator owned by the dataset and seeded per
 process from ``(seed, torch.initial_seed(), worker id, global rank)``: DataLoader workers, epochs
 (PyTorch draws a new worker base seed per epoch) and distributed ranks all differ, and the
-process's global RNG is not consumed.
+process's global RNG is not consumed. A sample may also be asked for as ``(index, seed)``: its
+randomness then comes from ``seed`` alone, which is how training makes the data stream a
+function of the (checkpointed) sampler state, for exact resume (``hjepa.data.row_samplers``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ class _SeededDataset(Dataset):
             self._gen_owner = owner
         return self._gen
 
+    def _resolve(self, key: Any) -> tuple[int, torch.Generator]:
+        """``key`` -> (sample index, generator for its randomness).
+
+        ``(index, seed)`` (what :class:`hjepa.data.row_samplers.SeededRowSampler` yields) gets a
+        generator seeded with ``seed``, so the sample depends on nothing but its key; a plain
+        index uses this process's generator.
+        """
+        if isinstance(key, (tuple, list)):
+            index, seed = key
+            return int(index), torch.Generator().manual_seed(int(seed))
+        return int(key), self.generator()
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_gen"] = None  # generators do not pickle; workers make their own
@@ -137,30 +151,31 @@ class VideoClipDataset(_SeededDataset):
     def __len__(self) -> int:
         return len(self.rows) * self.clips_per_video
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor] | FailedSample:
-        video_index, clip_index = divmod(int(i), self.clips_per_video)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor] | FailedSample:
+        i, gen = self._resolve(key)
+        video_index, clip_index = divmod(i, self.clips_per_video)
         row = self.rows[video_index]
         try:
-            return self._load(row, video_index, clip_index)
+            return self._load(row, video_index, clip_index, gen)
         except (VideoReadError, FrameTooSmall, ShortVideo) as err:
             reason = err.reason if isinstance(err, VideoReadError) else str(err)
             warn_once(row.path, reason)
             return FailedSample(row.path, reason, video_index)
 
-    def _load(self, row: VideoRow, video_index: int, clip_index: int) -> dict[str, torch.Tensor]:
+    def _load(self, row: VideoRow, video_index: int, clip_index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         with open_video(row.path, self.reader, self.decode_threads) as video:
             n, fps = video.num_frames, video.fps
             if n < MIN_FRAMES:
                 raise VideoReadError(row.path, f"{n} frame(s); a video needs >= {MIN_FRAMES}")
             if self.train:
-                frames = self.sampler.train_clip(n, fps, self.generator(), row.start_frame, row.end_frame)
+                frames = self.sampler.train_clip(n, fps, gen, row.start_frame, row.end_frame)
             else:
                 clips = self.sampler.eval_clips(n, fps, self.clips_per_video, row.start_frame, row.end_frame)
                 frames = clips[clip_index]
             clip = video.get_batch(frames.tolist())  # uint8 [T, H, W, C]
         check_frame_size(clip.shape[1], clip.shape[2], self.min_side)
         if self.transform is not None:
-            clip = self.transform(clip, self.generator() if self.train else None)
+            clip = self.transform(clip, gen if self.train else None)
         return {
             "clip": clip,
             "frame_index": frames,
@@ -201,14 +216,15 @@ class SyntheticClipDataset(_SeededDataset):
     def __len__(self) -> int:
         return len(self.indices) * self.clips_per_video
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor] | FailedSample:
-        video_index, clip_index = divmod(int(i), self.clips_per_video)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor] | FailedSample:
+        i, gen = self._resolve(key)
+        video_index, clip_index = divmod(i, self.clips_per_video)
         g = self.indices[video_index]
         cfg = self.videos.config
         n, fps = cfg.frames_per_video, cfg.fps
         try:
             if self.train:
-                frames = self.sampler.train_clip(n, fps, self.generator())
+                frames = self.sampler.train_clip(n, fps, gen)
             else:
                 frames = self.sampler.eval_clips(n, fps, self.clips_per_video)[clip_index]
         except ShortVideo as err:

@@ -7,18 +7,24 @@ adds ``activity`` and ``positions``; ``mask_fn`` adds ``masks_enc``/``masks_pred
 
 The module knows nothing of the model: masks come from an optional ``mask_fn(batch_size) ->
 (masks_enc, masks_pred)`` given by code.
+
+Loaders are torchdata ``StatefulDataLoader``s, whose ``state_dict`` Lightning writes into every
+checkpoint; training samples come as ``(row, seed)`` from ``hjepa.data.row_samplers``, so that
+state alone fixes the rest of the data stream and a killed run resumes on the very same clips.
+(A ``mask_fn`` that draws from its own generator inside loader workers is outside that state.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from hjepa.data.dataset import (
     ClipCollator,
@@ -30,11 +36,17 @@ from hjepa.data.dataset import (
 )
 from hjepa.data.manifests import VideoRow, mix_manifests
 from hjepa.data.readers import READERS, resolve_reader
+from hjepa.data.row_samplers import SeededRowSampler
 from hjepa.data.sampling import SHORT_VIDEO_RULES, ClipSampler
 from hjepa.data.synthetic import SyntheticConfig, SyntheticVideos
+from hjepa.errors import UserError
 from hjepa.data.transforms import EvalClipTransform, TrainClipTransform
 
 log = logging.getLogger(__name__)
+
+
+class NoUsableVideos(UserError, RuntimeError):
+    """Every video of a manifest is missing or unreadable."""
 
 MaskFn = Callable[[int], tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]]
 
@@ -171,7 +183,7 @@ class VideoDataModule(L.LightningDataModule):
                 videos, "validation", self.sampler, False, self.clips_per_video, seed=self.seed
             )
             if len(self.train_dataset) == 0:
-                raise RuntimeError("synthetic.num_train_videos=0: no training video")
+                raise UserError("synthetic.num_train_videos=0: no training video; set it to 1 or more")
         else:
             resolve_reader(self.reader)  # logs the PyAV fallback once, here
             rows, weights = mix_manifests(_as_list(self.train_manifests), self.train_weights)
@@ -198,9 +210,10 @@ class VideoDataModule(L.LightningDataModule):
         self._skipped.update(dict(bad))
         if not ok:
             reasons = "; ".join(f"{p}: {why}" for p, why in bad[:3])
-            raise RuntimeError(
+            raise NoUsableVideos(
                 f"all {len(rows)} {what} videos of {manifests} are unusable ({len(bad)} skipped), "
-                f"e.g. {reasons}"
+                f"e.g. {reasons}. Fix or remove these rows (paths resolve relative to the manifest), "
+                "or point the manifest option at another file"
             )
         if bad:
             log.warning("%d of %d %s videos skipped at setup", len(bad), len(rows), what)
@@ -223,15 +236,28 @@ class VideoDataModule(L.LightningDataModule):
         n_obj = self.synthetic_config.num_objects if self.is_synthetic and self._built else None
         return ClipCollator(self.num_frames, self.resolution, self.mask_fn, n_obj)
 
-    def _loader(self, dataset: Any, train: bool) -> DataLoader:
+    def _loader(self, dataset: Any, train: bool) -> StatefulDataLoader:
+        """A resumable loader (torchdata's ``StatefulDataLoader``).
+
+        Lightning saves its ``state_dict`` in every checkpoint and restores it on resume. In
+        training the sampler yields ``(row, seed)`` (``hjepa.data.row_samplers``), so that state
+        fixes which clips, crops and flips come next, with or without workers. The loader's own
+        generator (worker base seeds) is seeded here, so iterating a loader never draws from the
+        global RNG, whose stream the model's random draws use and the checkpoint restores.
+        """
         sampler = None
-        if train and self._train_row_weights is not None:
-            sampler = WeightedRandomSampler(self._train_row_weights, num_samples=len(dataset), replacement=True)
+        if train:
+            sampler = SeededRowSampler(len(dataset), seed=self.seed, weights=self._train_row_weights)
         workers = self.num_workers
-        return DataLoader(
+        with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch API on every loader
+            warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+            return self._stateful_loader(dataset, sampler, train, workers)
+
+    def _stateful_loader(self, dataset: Any, sampler: Any, train: bool, workers: int) -> StatefulDataLoader:
+        return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train and sampler is None,
+            shuffle=False,
             sampler=sampler,
             num_workers=workers,
             pin_memory=self.pin_memory,
@@ -239,13 +265,14 @@ class VideoDataModule(L.LightningDataModule):
             drop_last=self.drop_last if train else False,
             collate_fn=self.collator(),
             worker_init_fn=seed_worker if workers > 0 else None,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         self.setup("fit")
         return self._loader(self.train_dataset, train=True)
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> StatefulDataLoader | list:
         self.setup("validate")
         if self.val_dataset is None or len(self.val_dataset) == 0:
             return []

@@ -19,10 +19,18 @@ import lightning as L
 import torch
 
 from hjepa.data.transforms import to_model_input
+from hjepa.errors import UserError
 from hjepa.models.config import HJEPAConfig
 from hjepa.models.hierarchy import HJEPA
 from hjepa.train.provenance import provenance
+from hjepa.train.rng_state import capture_rng, restore_rng
 from hjepa.train.schedules import ema_momentum, linear_ramp, warmup_cosine
+
+VALIDATION_SEED = 0  # every validation pass draws its random samples from this seed
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """The checkpoint to resume was written by another model."""
 
 
 @dataclass
@@ -81,6 +89,8 @@ class HJEPAModule(L.LightningModule):
         self._maskers: dict[tuple[int, int, int], Any] = {}  # per window grid, for the masked objective
         self._t_last: float | None = None
         self.seen_video_index: list[int] = []
+        self._rng_to_restore: dict[str, Any] | None = None  # from a checkpoint, for the next step
+        self._rng_outside_validation: dict[str, Any] | None = None
 
     # --- schedules ---------------------------------------------------------------------------
 
@@ -184,14 +194,51 @@ class HJEPAModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._t_last = None
 
+    # --- random streams ----------------------------------------------------------------------
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # The streams saved with the checkpoint are put back just before the first step after a
+        # resume, not when the file is read: whatever Lightning does while restarting (building
+        # loaders, restoring loops) then cannot shift them.
+        if self._rng_to_restore is not None:
+            restore_rng(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def on_validation_epoch_start(self) -> None:
+        # Validation draws from a fixed seed and leaves training's streams as it found them, so
+        # validation scores compare across epochs and a run that validates between two steps
+        # (or resumes past a validation) trains on the same random draws as one that does not.
+        self._rng_outside_validation = capture_rng()
+        torch.manual_seed(VALIDATION_SEED)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._rng_outside_validation is not None:
+            restore_rng(self._rng_outside_validation)
+            self._rng_outside_validation = None
+
     # --- checkpoints -------------------------------------------------------------------------
 
+    def _non_persistent_buffers(self) -> dict[str, torch.Tensor]:
+        saved = self.state_dict(keep_vars=True)
+        return {name: buf for name, buf in self.named_buffers() if name not in saved}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain Python values only, so the file loads with torch.load(weights_only=True).
+        # Plain Python values and tensors only, so the file loads with torch.load(weights_only=True).
         checkpoint["hjepa"] = {
             "model_config": self.model_config.to_dict(),
             "optim_config": asdict(self.optim_config),
             **provenance(),
+        }
+        # What an exact resume needs beyond weights, optimizer and loops (the data loader's
+        # position and sampler state are Lightning's, from the StatefulDataLoader): the global
+        # random streams, the mask generators, and every buffer that state_dict leaves out
+        # (non-persistent running statistics behind the logged metrics), whatever they are called.
+        checkpoint["hjepa_resume"] = {
+            "rng": capture_rng(),
+            "maskers": [{"grid": list(grid), "seed": m.seed, "generator": m.generator.get_state()}
+                        for grid, m in self._maskers.items()],
+            "buffers": {name: buf.detach().cpu().clone() for name, buf in self._non_persistent_buffers().items()},
+            "seen_video_index": torch.tensor(self.seen_video_index, dtype=torch.long),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -199,7 +246,33 @@ class HJEPAModule(L.LightningModule):
         if saved is not None and saved != self.model_config.to_dict():
             from hjepa.loading import describe_config_difference
 
-            raise ValueError(
+            raise CheckpointMismatch(
                 "checkpoint was written by a model with another configuration: "
                 + describe_config_difference(saved, self.model_config.to_dict())
+                + ". Resume with the run's own config (--config <run_dir>/config.yaml) or start a new --run_dir"
             )
+        resume = checkpoint.get("hjepa_resume")
+        if resume is None:
+            return  # written before exact resume existed: weights and optimizer only
+        for name, value in resume["buffers"].items():
+            owner_name, _, leaf = name.rpartition(".")
+            try:
+                owner = self.get_submodule(owner_name)
+            except AttributeError:
+                owner = None
+            if owner is None or leaf not in owner._buffers:
+                raise CheckpointMismatch(
+                    f"checkpoint holds buffer {name!r}, which this model does not have; resume with the "
+                    "run's own config (--config <run_dir>/config.yaml) or start a new --run_dir"
+                )
+            # Replaced, not copied into: a running statistic may have grown since the model was built.
+            current = owner._buffers[leaf]
+            owner._buffers[leaf] = value.to(current.device if current is not None else self.device)
+        from hjepa.masks import MultiBlockMasks
+
+        for m in resume["maskers"]:
+            masker = MultiBlockMasks(tuple(m["grid"]), seed=m["seed"])
+            masker.generator.set_state(m["generator"])
+            self._maskers[tuple(m["grid"])] = masker
+        self.seen_video_index = resume["seen_video_index"].tolist()
+        self._rng_to_restore = resume["rng"]
