@@ -2,13 +2,21 @@
 
 Each subcommand's module is imported only when it runs, so ``hjepa synth`` does not pay
 for Lightning and ``hjepa --help`` is instant.
+
+A user error (bad or all-bad manifest, missing checkpoint, checkpoint of another model, bad
+config value, missing annotation columns) ends with a few lines naming the cause and the fix
+and exit status 2, without a traceback; ``--debug`` (anywhere on the line) or ``HJEPA_DEBUG=1``
+shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
+
+from hjepa.errors import UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("hjepa.cli.pretrain", "train H-JEPA (LightningCLI: --config, --trainer.*, --model.*, --data.*)"),
@@ -43,8 +51,29 @@ def log_to_terminal() -> None:
         logger.setLevel(logging.INFO)
 
 
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "HJEPA_DEBUG"
+
+# Errors whose message is the whole story for a user: their input (a file, a manifest, a config
+# value, a checkpoint) is wrong and the message says which and how to fix it. UserError is
+# hjepa's own; ValueError is what config checks raise (dataclass and module validation, here and
+# in the model layer), FileNotFoundError what a missing path raises. Anything else is a bug and
+# keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError, NotADirectoryError,
+                                                IsADirectoryError)
+
+
+def format_user_error(command: str, err: BaseException) -> str:
+    """``hjepa <command>: error: <message>`` and how to see the traceback."""
+    message = str(err).strip() or type(err).__name__
+    return (f"hjepa {command}: error: {message}\n"
+            f"(the traceback: rerun with {DEBUG_FLAG} or {DEBUG_ENV}=1)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != DEBUG_FLAG]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
@@ -53,8 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hjepa: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     log_to_terminal()
-    module = importlib.import_module(COMMANDS[name][0])
-    module.main(rest)
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        module.main(rest)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(format_user_error(name, err), file=sys.stderr)
+        return 2
     return 0
 
 

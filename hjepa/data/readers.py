@@ -54,6 +54,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from hjepa.errors import UserError
+
+from .native_log import without_decord_log
+
 log = logging.getLogger(__name__)
 
 READERS = ("decord", "pyav")
@@ -63,7 +67,7 @@ _decord_checked = False
 _fallback_logged = False
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(UserError, RuntimeError):
     """A video that cannot be decoded. ``path`` and ``reason`` are kept for skip reports."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -153,10 +157,11 @@ class DecordReader:
         if decord is None:
             raise ImportError("decord is not installed; use reader='pyav'")
         try:
-            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=threads)
-            self.num_frames = len(self._vr)
-            self.fps = float(self._vr.get_avg_fps())
-            ends = self._vr.get_frame_timestamp([0, self.num_frames - 1])
+            with without_decord_log():  # the exception below is the report; decord's C++ line is noise
+                self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=threads)
+                self.num_frames = len(self._vr)
+                self.fps = float(self._vr.get_avg_fps())
+                ends = self._vr.get_frame_timestamp([0, self.num_frames - 1])
         except Exception as err:  # decord raises DECORDError or RuntimeError for unreadable input
             raise VideoReadError(self.path, f"cannot open as video ({_first_line(err)})") from err
         if self.num_frames < 1 or self.fps <= 0:
@@ -182,10 +187,11 @@ class DecordReader:
         """indices: frame numbers in [0, num_frames) -> uint8 [T, H, W, C]."""
         idx = _check_indices(self.path, indices, self.num_frames)
         try:
-            if self.sequential:
-                arr = self._get_sequential(idx)
-            else:
-                arr = self._vr.get_batch(idx).asnumpy()
+            with without_decord_log():
+                if self.sequential:
+                    arr = self._get_sequential(idx)
+                else:
+                    arr = self._vr.get_batch(idx).asnumpy()
         except Exception as err:
             raise VideoReadError(self.path, f"decoding failed ({_first_line(err)})") from err
         return torch.from_numpy(arr)
