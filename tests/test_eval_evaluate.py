@@ -65,7 +65,9 @@ def test_report_has_a_row_per_level_and_horizon(evaluation):
     rows = [line.split() for line in report.splitlines() if re.match(r"\s+\d\s+\d", line)]
     assert [(r[0], r[1]) for r in rows] == [("1", "0.25s"), ("1", "0.50s"), ("2", "1.00s"), ("2", "2.00s")]
     clips_top1 = 100 * summary["level2/h2/retrieval_clips_top1"]
-    assert rows[-1][3] == f"{clips_top1:.1f}" and "probe activity" in report
+    assert rows[-1][2] == f"{summary['level2/h2/skill']:.3f}" and rows[-1][3] == summary["level2/h2/best_baseline"]
+    assert rows[-1][4] == f"{clips_top1:.1f}" and "probe activity" in report
+    assert "control, noise clips: skill L1 0.25s" in report
 
 
 def test_plots_are_valid_pngs(evaluation):

@@ -171,3 +171,15 @@ def test_saved_configs_from_before_step_targets_and_relative_time_load_as_traine
         LevelConfig(context_window=0)
     with pytest.raises(ValueError, match="time_encoding"):
         LevelConfig(time_encoding="relative")
+
+
+def test_anticipation_features_do_not_depend_on_batch_mates() -> None:
+    from hjepa.anticipation.features import clip_features
+
+    model = model_for(config())
+    x = clip(4, batch=3)
+    alone = clip_features(model, x[1:2], [1.0], [8.0], num_levels=2)
+    among = clip_features(model, x, [2.0, 1.0, 0.5], [8.0] * 3, num_levels=2)
+    assert alone.keys() == among.keys() and "pred1" in alone
+    for key, value in alone.items():
+        torch.testing.assert_close(among[key][1:2], value, atol=1e-12, rtol=0, msg=key)

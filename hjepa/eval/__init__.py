@@ -33,6 +33,7 @@ _LAZY = {
     "score_model": "hjepa.eval.scoring",
     "rollout": "hjepa.models.rollout",
     "checkpoint_data_config": "hjepa.eval.data",
+    "length_errors": "hjepa.eval.long_clips",
 }
 
 __all__ = sorted(_LAZY)
