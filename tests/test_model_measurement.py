@@ -128,10 +128,10 @@ def test_collapse_statistics_reach_their_collapse_values() -> None:
         assert float(collapsed.levels[k].stats["std"]) < 0.05
         assert float(collapsed.levels[k].stats["target_std"]) < 0.05
     model.train()
-    model.levels[0].rank_rows.rows = None
+    model.levels[0].rank_rows.reset()
     for _ in range(3):
         rank_blank = float(model(blank).levels[0].stats["eff_rank"])
-    model.levels[0].rank_rows.rows = None
+    model.levels[0].rank_rows.reset()
     for _ in range(3):
         rank_random = float(model(random).levels[0].stats["eff_rank"])
     assert rank_blank < 2 and rank_random > 8

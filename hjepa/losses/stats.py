@@ -55,26 +55,39 @@ def effective_rank(x: torch.Tensor, max_rows: int = 2048, eps: float = 1e-12, re
     return entropy.exp()
 
 
-class RunningRows:
+class RunningRows(torch.nn.Module):
     """The last ``capacity`` rows ``[N, D]`` seen, for statistics that need more rows than a batch.
 
+    The rows live in non-persistent buffers: they follow the module's device and dtype, stay
+    out of ``state_dict`` (a statistic of past batches, not part of the model) and are written
+    in place, so a checkpoint that saves every buffer resumes the logged rank exactly.
+
     Args:
-        capacity: rows kept (oldest dropped first); 4 * D is enough for a rank of D.
+        capacity: rows kept (oldest overwritten first); 4 * D is enough for a rank of D.
+        dim: D.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, dim: int) -> None:
+        super().__init__()
         self.capacity = capacity
-        self.rows: torch.Tensor | None = None
+        self.register_buffer("rows", torch.zeros(capacity, dim), persistent=False)
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("cursor", torch.zeros((), dtype=torch.long), persistent=False)
 
     @torch.no_grad()
     def add(self, rows: torch.Tensor) -> torch.Tensor:
-        """Append ``rows [N, D]`` and return the effective rank of what is kept (scalar)."""
-        rows = rows.detach().float()
-        if self.rows is not None and (self.rows.shape[1] != rows.shape[1] or self.rows.device != rows.device):
-            self.rows = None
-        kept = rows if self.rows is None else torch.cat([self.rows, rows])
-        self.rows = kept[-self.capacity :]
-        return self.rank_of(self.rows)
+        """Write ``rows [N, D]`` over the oldest and return the effective rank of what is kept (scalar)."""
+        rows = rows.detach().to(self.rows.dtype)[-self.capacity :]
+        n = rows.shape[0]
+        idx = (self.cursor + torch.arange(n, device=self.rows.device)) % self.capacity
+        self.rows[idx] = rows
+        self.cursor.copy_((self.cursor + n) % self.capacity)
+        self.filled.copy_(torch.clamp(self.filled + n, max=self.capacity))
+        return self.rank_of(self.rows[: int(self.filled)])
+
+    def reset(self) -> None:
+        self.filled.zero_()
+        self.cursor.zero_()
 
     @staticmethod
     def rank_of(rows: torch.Tensor) -> torch.Tensor:

@@ -119,9 +119,8 @@ class JEPALevel(nn.Module):
             MaskedPredictor(self.embed_dim, cfg.predictor) if spatial_tokens and cfg.masked_weight > 0 else None
         )
         # Step embeddings of recent training batches for the logged effective rank: one batch
-        # has fewer rows than dimensions at higher levels. A plain attribute, not a buffer:
-        # it is a statistic of past batches, not part of the model.
-        self.rank_rows = RunningRows(4 * self.embed_dim)
+        # has fewer rows than dimensions at higher levels.
+        self.rank_rows = RunningRows(4 * self.embed_dim, self.embed_dim)
         self.train()
 
     def train(self, mode: bool = True) -> "JEPALevel":
