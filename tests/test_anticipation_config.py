@@ -110,7 +110,11 @@ def test_epic_config_reads_the_real_annotations(tmp_path, monkeypatch):
     c = ds.counts
     assert (c["num_verbs"], c["num_nouns"], c["num_actions"]) == (97, 300, 3568)
     assert (c["train_segments"], c["val_segments"]) == (67217, 9668)
-    assert (c["val_dropped_unseen_segments"], c["val_dropped_unseen_actions"]) == (372, 238)
+    # unseen pairs are action misses, not dropped; the challenge's lists derived from the annotations
+    assert (c["val_unseen_action_segments"], c["val_unseen_actions"]) == (372, 238)
+    assert c["val_unseen_participants"] == ["P18", "P32"] and c["val_unseen_participant_segments"] == 1065
+    assert (c["tail_verbs"], c["tail_nouns"]) == (86, 228) and set(c["protocol_lists"].values()) == {"derived"}
+    assert len(ds.val_all) == 9668  # every validation segment is scored, also those without a video
     assert c["skipped_videos"] == 495 + 138 - 2
     assert {s.video_id for s in ds.train} == {"P01_01"} and {s.video_id for s in ds.val} == {"P01_11"}
     assert ds.video_info["P01_11"].fps == pytest.approx(59.94, abs=1e-3)

@@ -80,3 +80,13 @@ def test_challenge_json_roundtrip(tmp_path):
         validate_challenge_json(back, nv, nn_, 100)
     with pytest.raises(ValueError, match="SLS"):
         build_challenge_json(uids, probs, names, sls=(6, 0, 0))
+
+
+def test_label_the_scores_cannot_name_is_a_miss():
+    # label 3 with 3 score columns: an action never seen in training; a class of recall 0
+    scores = torch.eye(3)[[0, 1, 2]]
+    labels = torch.tensor([0, 1, 3])
+    assert topk_accuracy(scores, labels, 5) == pytest.approx(2 / 3)
+    assert class_mean_topk_recall(scores, labels, 5) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="class ids >= 0"):
+        topk_accuracy(scores, torch.tensor([0, 1, -1]), 1)

@@ -6,8 +6,9 @@ every one with a default, nested sections ``data`` / ``window`` / ``head`` / ``o
 Modules: ``annotations`` (EPIC / RULSTM / generic CSVs, video fps, action vocabulary),
 ``windows`` (where the observed clip lies), ``clips`` (decoding), ``features`` (context and
 predicted tokens per level), ``head`` (attentive probe, losses), ``probe`` (ablation heads and
-their training on cached features), ``metrics`` (class-mean top-5 recall), ``predictions``
-(the challenge JSON), ``config`` and ``run``.
+their training on cached features), ``metrics`` (class-mean top-5 recall), ``protocol``
+(every segment scored; unseen-participant and tail-class subsets), ``predictions`` (the
+challenge JSON), ``config`` and ``run``.
 """
 
 from hjepa.anticipation.annotations import (

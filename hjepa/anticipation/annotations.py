@@ -24,17 +24,17 @@ its own fps. For ``epic`` files the default ``time_source="timestamp"`` reads
 by the video's fps from the video-info table.
 
 Action classes are the (verb, noun) pairs seen in the training annotations (or the labels, for
-the generic layout); validation segments whose pair was never seen are dropped and counted by
-:func:`keep_known`.
+the generic layout); validation segments whose pair was never seen are counted by
+:func:`keep_known` and scored as action misses (``protocol.py``, as the challenge does).
 
 Reference figures on the real files (``../shared/data/epic100``), checked by the tests:
 
 * ``EPIC_100_validation.csv``: 9,668 segments, 138 videos, 32 participants, 78 verb classes,
   211 noun classes, 1,352 (verb, noun) pairs.
 * with ``rulstm_ek100/training.csv`` (all 67,217 EK-100 training segments, 3,568 pairs) as the
-  training vocabulary: 238 validation pairs unseen, 372 validation segments dropped.
+  training vocabulary: 238 validation pairs unseen, in 372 validation segments.
 * with ``EPIC_100_uda_source_train.csv`` (16,115 segments of the EPIC-55 recordings, 1,663
-  pairs): 516 validation pairs unseen, 977 segments dropped.
+  pairs): 516 validation pairs unseen, in 977 segments.
 * with ``tau_a = 1 s``, 27 validation actions start before 1 s and have nothing observable.
 """
 

@@ -33,6 +33,10 @@ class DataConfig:
         video_info: CSV ``video_id,duration,fps`` (``EPIC_100_video_info.csv``); unset: each
             video's fps and length are read from the file's header.
         verb_classes, noun_classes: EPIC class files; set the head's verb/noun sizes (97/300).
+        tail_verbs, tail_nouns, unseen_participants: the challenge's lists
+            (``EPIC_100_tail_verbs.csv``, ``EPIC_100_tail_nouns.csv``,
+            ``EPIC_100_unseen_participant_ids_validation.csv``); unset: derived from the
+            annotations by the challenge's rule (``hjepa.anticipation.protocol``).
         video_dir: folder of the videos.
         video_pattern: path of a video under ``video_dir``; ``{video_id}`` and
             ``{participant_id}`` are filled in (EPIC: ``{participant_id}/videos/{video_id}.MP4``).
@@ -52,6 +56,9 @@ class DataConfig:
     video_info: Optional[str] = None
     verb_classes: Optional[str] = None
     noun_classes: Optional[str] = None
+    tail_verbs: Optional[str] = None
+    tail_nouns: Optional[str] = None
+    unseen_participants: Optional[str] = None
     video_dir: str = ""
     video_pattern: str = "{video_id}.mp4"
     reader: Literal["decord", "pyav"] = "decord"

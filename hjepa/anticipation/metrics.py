@@ -4,6 +4,10 @@ The challenge's headline number is the **class-mean top-5 recall**: for every cl
 in the ground truth, the fraction of its segments whose true class is among the 5 best scored,
 then the plain mean over those classes (classes absent from the ground truth do not count; a
 frequent class weighs as much as a rare one). Top-k accuracy is the same hit rate over segments.
+
+A label ``>= C`` (``scores: [N, C]``) is a class no score column names (e.g. a validation
+action never seen in training): it is always a miss and, in the class mean, a class of recall 0.
+Which segments are scored, and on which subsets, is ``protocol.py``'s business.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ def _check(scores: Tensor, labels: Tensor) -> None:
         raise ValueError(f"scores must be [N, C] and labels [N], got {tuple(scores.shape)} and {tuple(labels.shape)}")
     if scores.shape[0] == 0:
         raise ValueError("need at least one segment to evaluate")
+    if (labels < 0).any():
+        raise ValueError("labels must be class ids >= 0 (a class the scores cannot name is an id >= C, not -1)")
 
 
 def topk_hits(scores: Tensor, labels: Tensor, k: int) -> Tensor:

@@ -86,11 +86,23 @@ def write_challenge_json(path: str | Path, submission: dict) -> Path:
     return path
 
 
-def validate_challenge_json(submission: dict, num_verbs: int, num_nouns: int, num_actions: int = 100) -> None:
-    """Check the structure the challenge's server checks; raise ValueError naming the first problem."""
+def validate_challenge_json(submission: dict, num_verbs: int, num_nouns: int, num_actions: int = 100,
+                            expected_uids: Sequence[str] | None = None) -> None:
+    """Check the structure the challenge's server checks; raise ValueError naming the first problem.
+
+    ``expected_uids``: the narration ids of the split; as on the server, every one must have a
+    result and no other id may (the server rejects a file that leaves one out).
+    """
     for key in ("version", "challenge", "sls_pt", "sls_tl", "sls_td", "results"):
         if key not in submission:
             raise ValueError(f"missing property {key!r}")
+    if expected_uids is not None:
+        missing = sorted(set(expected_uids) - set(submission["results"]))
+        unexpected = sorted(set(submission["results"]) - set(expected_uids))
+        if missing:
+            raise ValueError(f"{len(missing)} narration ids have no result, e.g. {missing[:3]}")
+        if unexpected:
+            raise ValueError(f"{len(unexpected)} unexpected narration ids, e.g. {unexpected[:3]}")
     if submission["version"] != VERSION or submission["challenge"] != CHALLENGE:
         raise ValueError(f"expected version {VERSION!r} and challenge {CHALLENGE!r}")
     for key in ("sls_pt", "sls_tl", "sls_td"):

@@ -3,8 +3,8 @@
 The run, step by step:
 
 1. load the H-JEPA (``hjepa.load_pretrained``) and the annotations; the action classes are the
-   (verb, noun) pairs (or labels) of the training split; validation actions unseen in training
-   are dropped from the metrics and counted;
+   (verb, noun) pairs (or labels) of the training split; the unseen-participant and tail-class
+   lists are read from the official files or derived from the annotations (``protocol``);
 2. place every action's observed clip (``windows.plan_windows``): it ends ``tau_a`` seconds
    before the action starts, in the video's own frames; clamped and unobservable actions are
    counted;
@@ -16,8 +16,11 @@ The run, step by step:
 4. heads (``probe.ablation_specs``): the main head reads every level's context and
    predictions; with ``ablation`` the heads on level 1 only and on levels 1..k, with and
    without predictions, train in the same run on the same data;
-5. metrics on the validation actions with a known class (``metrics.anticipation_metrics``),
-   the head checkpoint, the challenge JSON, an ablation table and ``summary.json``.
+5. metrics on **every** validation segment, as the challenge scores them
+   (``protocol.SplitEvaluation``): an action unseen in training is a miss in the action
+   metrics, a segment with nothing observable (or no readable video) gets the training prior;
+   overall, unseen-participant and tail-class recall@5; the head checkpoint, the challenge
+   JSON (every narration id), an ablation table and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -51,8 +54,14 @@ from hjepa.anticipation.clips import ObservedClips, collate_clips, probe_videos,
 from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig
 from hjepa.anticipation.features import clip_features, clip_frames, feature_shapes
 from hjepa.anticipation.head import head_loss, scores_from_logits
-from hjepa.anticipation.metrics import anticipation_metrics, chance_recall, class_mean_topk_recall
+from hjepa.anticipation.metrics import chance_recall
 from hjepa.anticipation.predictions import build_challenge_json, write_challenge_json
+from hjepa.anticipation.protocol import (
+    ProtocolSets,
+    SplitEvaluation,
+    protocol_sets,
+    training_prior,
+)
 from hjepa.anticipation.probe import (
     FeatureSet,
     HeadConfig,
@@ -140,13 +149,20 @@ def run_anticipation(
     Returns:
         The summary, also written to ``<out_dir>/summary.json``. Flat keys:
 
-        * ``{verb,noun,action}_recall5`` class-mean top-5 recall of the main head on the
-          validation actions with a known class (the EK-100 anticipation metric), and
-          ``{output}_top1`` / ``{output}_top5`` accuracies; ``chance_{output}_recall5``;
+        * ``{verb,noun,action}_recall5`` class-mean top-5 recall of the main head over every
+          validation segment (the EK-100 anticipation metric; the same as ``…_recall5/overall``),
+          ``{output}_recall5/unseen`` (participants absent from training) and
+          ``{output}_recall5/tail`` (tail classes; actions: tail verb or tail noun), each left
+          out when its subset is empty; ``{output}_top1`` / ``{output}_top5`` accuracies;
+          ``chance_{output}_recall5``; ``prior_{output}_recall5[/subset]`` (training frequencies);
         * ``ablation/<head>/<output>_<metric>`` for every head (``L1``, ``L1+pred``, ``L1-2``,
           ..., the main head last), ``train_loss/<head>``;
-        * counts: ``train_segments``, ``val_segments``, ``val_evaluated``,
-          ``val_dropped_unseen_segments``, ``val_dropped_unseen_actions``,
+        * counts: ``train_segments``, ``val_segments``, ``val_evaluated`` (every validation
+          segment), ``val_scored_by_head``, ``val_prior_fallback`` (segments without features,
+          scored by the prior), ``val_unseen_action_segments`` / ``val_unseen_actions`` (pairs
+          never seen in training: action misses), ``val_unseen_participants`` (list),
+          ``val_unseen_participant_segments``, ``tail_verbs`` / ``tail_nouns`` (or
+          ``tail_actions``), ``protocol_lists`` (file or ``derived`` per list),
           ``{train,val}_dropped_unobservable``, ``{train,val}_clamped``,
           ``dropped_no_video``, ``skipped_videos``, ``skipped_files`` (list), ``{split}_failed_clips``
           (when a video failed to decode), ``train_samples``, ``{split}_features_cached``;
@@ -235,10 +251,8 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
         set_input_stats(heads, specs, labelled.tokens)
         losses = fit_heads(heads, specs, train_feats, cfg.optim, device, cfg.seed, log.info)
         summary["train_samples"] = len(labelled)
-        train_targets = labelled.targets
         summary["train_time_s"] = time.perf_counter() - t_train
     else:
-        train_targets = _targets(ds.vocab, ds.train)
         losses = finetune(cfg, model, heads, specs, ds, T, num_levels, device, rng, summary)
         t_val = time.perf_counter()
         val_feats = extract_features(model, ds, val_plan, num_levels, device, cfg, summary, "val")
@@ -248,30 +262,31 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
     if state_before is not None and _state_hash(model) != state_before:
         raise RuntimeError("the frozen backbone changed during probing")
 
-    # --- evaluation: the validation actions whose class was seen in training ---
+    # --- evaluation: every validation segment, as the challenge scores them ---
     logits = predict_heads(heads, specs, val_feats, device=device)
-    known = val_feats.labelled()
-    summary["val_evaluated"] = int(len(known))
-    if len(known) == 0:
-        raise ValueError("no validation action with a known class is observable: nothing to evaluate")
-    targets = {k: v[known] for k, v in val_feats.targets.items()}
+    ev = SplitEvaluation(ds.val_all, ds.vocab, ds.sets, training_prior(ds.train, ds.vocab))
+    main_probs: dict[str, torch.Tensor] = {}
     for spec in specs:
-        metrics = anticipation_metrics({k: v[known] for k, v in logits[spec.name].items()}, targets)
+        probs, fallback = ev.scores(scores_from_logits(logits[spec.name], cfg.optim.loss), val_feats.uids)
+        metrics = ev.metrics(probs)
         summary.update({f"ablation/{spec.name}/{k}": v for k, v in metrics.items()})
         if spec.name == main:
             summary.update(metrics)
+            main_probs = probs
+    summary.update(val_evaluated=len(ev.uids), val_scored_by_head=len(val_feats),
+                   val_prior_fallback=int(fallback.sum()))
     for name, n in ds.vocab.num_classes.items():
         summary[f"chance_{name}_recall5"] = chance_recall(n)
-        # The constant guess "the most frequent training classes": above 5/C when the
-        # validation split holds fewer classes than the vocabulary.
-        prior = torch.bincount(train_targets[name][train_targets[name] >= 0], minlength=n).float()
-        summary[f"prior_{name}_recall5"] = class_mean_topk_recall(prior.expand(len(known), n), targets[name], 5)
+    # The constant guess "the most frequent training classes": above 5/C when the validation
+    # split holds fewer classes than the vocabulary.
+    prior_metrics = ev.metrics(ev.prior_scores())
+    summary.update({f"prior_{k}": v for k, v in prior_metrics.items() if "_recall5" in k})
     summary["main_head"] = main
 
     # --- artefacts ---
     summary["head_checkpoint"] = str(save_head(out / "head.pt", cfg, heads, specs, shapes, ds.vocab, model, main))
-    probs = scores_from_logits(logits[main], cfg.optim.loss)
-    submission = build_challenge_json(val_feats.uids, probs, ds.vocab.actions, (cfg.sls_pt, cfg.sls_tl, cfg.sls_td),
+    # Every narration id of the split, as the challenge's validator requires (prior rows included).
+    submission = build_challenge_json(ev.uids, main_probs, ds.vocab.actions, (cfg.sls_pt, cfg.sls_tl, cfg.sls_td),
                                       cfg.top_actions)
     summary["predictions_json"] = str(write_challenge_json(out / "predictions.json", submission))
     summary["ablation_table"] = str(write_ablation_table(out / "ablation.md", summary, specs, ds.vocab.outputs))
@@ -311,12 +326,20 @@ def resolve_window(cfg: AnticipationConfig, pretrain: dict[str, Any]) -> Anticip
 
 
 class PreparedData:
-    """Annotations, vocabulary, per-video fps and paths of a run, with their counts."""
+    """Annotations, vocabulary, per-video fps and paths of a run, with their counts.
+
+    ``train`` / ``val``: the segments whose video is readable (the ones features are computed
+    for); ``val_all``: every validation segment read, each of which is scored (those without
+    features by the training prior); ``sets``: the unseen-participant and tail-class lists.
+    """
 
     def __init__(self, cfg: AnticipationConfig, train: list[Segment], val: list[Segment], vocab: ActionVocab,
-                 video_info: dict[str, VideoInfo], paths: dict[str, Path], counts: dict[str, Any]) -> None:
+                 video_info: dict[str, VideoInfo], paths: dict[str, Path], counts: dict[str, Any],
+                 val_all: list[Segment] | None = None, sets: ProtocolSets | None = None) -> None:
         self.cfg, self.train, self.val, self.vocab = cfg, train, val, vocab
         self.video_info, self.paths, self.counts = video_info, paths, counts
+        self.val_all = list(val) if val_all is None else val_all
+        self.sets = sets if sets is not None else protocol_sets(train, self.val_all)
 
     def rate(self, info: VideoInfo) -> float:
         """Frames per second of the clips cut from this video."""
@@ -351,6 +374,9 @@ def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | Non
     table = read_video_info(info_path) if info_path else None
     read = lambda p: read_annotations(p, d.format, d.time_source, d.frame_fps, table)  # noqa: E731
     train, val = read(train_path), read(val_path)
+    # The unseen/tail lists describe the dataset, so they come from the whole training file
+    # (before max_train shortens it for quick runs).
+    sets = protocol_sets(train, val, d.tail_verbs, d.tail_nouns, d.unseen_participants)
     if d.max_train:
         train = train[: d.max_train]
     if d.max_val:
@@ -362,7 +388,7 @@ def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | Non
         # Without class files the verb/noun ranges cover both splits, so validation ids index too.
         vocab = ActionVocab(vocab.outputs, max(vocab.num_verbs, 1 + max(s.verb for s in val)),
                             max(vocab.num_nouns, 1 + max(s.noun for s in val)), vocab.actions)
-    kept, dropped, report = keep_known(val, vocab)
+    _, _, report = keep_known(val, vocab)
     paths = {s.video_id: video_path(video_dir, pattern, s) for s in train + val}
     skipped: list[str] = []
     if table is None:
@@ -381,8 +407,12 @@ def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | Non
     counts = {
         "train_segments": len(train),
         "val_segments": len(val),
-        "val_dropped_unseen_segments": report.dropped_segments,
-        "val_dropped_unseen_actions": report.dropped_actions,
+        "val_unseen_action_segments": report.dropped_segments,
+        "val_unseen_actions": report.dropped_actions,
+        "val_unseen_participants": sorted(sets.unseen_participants),
+        "val_unseen_participant_segments": sum(s.participant_id in sets.unseen_participants for s in val),
+        **_tail_counts(sets, vocab),
+        "protocol_lists": dict(sets.source),
         "dropped_no_video": len(train) + len(val) - len(usable(train)) - len(usable(val)),
         "skipped_videos": len(skipped),
         "skipped_files": skipped,
@@ -390,15 +420,21 @@ def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | Non
         "num_nouns": vocab.num_nouns,
         "num_actions": len(vocab.actions),
     }
+    val_all = val
     train, val = usable(train), usable(val)
     if not train:
         raise ValueError(f"no training segment has a readable video (skipped: {skipped[:5]})")
     if not val:
         raise ValueError(f"no validation segment has a readable video (skipped: {skipped[:5]})")
-    log.info("annotations: %d train, %d val (%d unseen actions dropped from the metrics)", len(train), len(val),
-             report.dropped_segments)
-    del kept, dropped
-    return PreparedData(cfg, train, val, vocab, table, paths, counts)
+    log.info("annotations: %d train, %d val (%d of an action unseen in training: misses in the action metrics)",
+             len(train), len(val_all), report.dropped_segments)
+    return PreparedData(cfg, train, val, vocab, table, paths, counts, val_all, sets)
+
+
+def _tail_counts(sets: ProtocolSets, vocab: ActionVocab) -> dict[str, int]:
+    if "verb" in vocab.outputs:
+        return {"tail_verbs": len(sets.tail_verbs), "tail_nouns": len(sets.tail_nouns)}
+    return {"tail_actions": len(sets.tail_labels)}
 
 
 # --- features ------------------------------------------------------------------------------
@@ -643,6 +679,12 @@ def write_ablation_table(path: Path, summary: dict[str, Any], specs: list[HeadSp
     chance = " / ".join(f"{o} {100 * summary[f'chance_{o}_recall5']:.1f}" for o in outputs)
     prior = " / ".join(f"{o} {100 * summary[f'prior_{o}_recall5']:.1f}" for o in outputs)
     lines.append(f"\nR@5 of random scores: {chance}; of the training-frequency prior: {prior}. "
-                 f"Validation actions evaluated: {summary['val_evaluated']}.")
+                 f"Validation segments scored: {summary['val_evaluated']} (every one; "
+                 f"{summary['val_prior_fallback']} without features, scored by the prior; "
+                 f"{summary['val_unseen_action_segments']} of an action unseen in training, action misses).")
+    subsets = [f"{sub} " + " / ".join(f"{o} {100 * summary[f'{o}_recall5/{sub}']:.1f}" for o in outputs)
+               for sub in ("unseen", "tail") if all(f"{o}_recall5/{sub}" in summary for o in outputs)]
+    if subsets:
+        lines.append(f"Main head R@5 on the challenge's subsets: {'; '.join(subsets)}.")
     path.write_text("\n".join(lines) + "\n")
     return path
