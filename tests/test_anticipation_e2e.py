@@ -20,6 +20,9 @@ import statistics
 import pytest
 import torch
 
+# The whole module trains a backbone, writes 384 videos and trains several heads: minutes.
+pytestmark = pytest.mark.slow
+
 from test_eval_tiny_model import RESOLUTION, WORLD, tiny_export  # noqa: F401 - session fixture (trains once)
 
 from hjepa.anticipation.annotations import read_annotations
@@ -169,15 +172,15 @@ RECALL5_SLACK = 0.03  # mean recall@5 of L1-2+pred may trail L1's by at most thi
 WEIGHT_DECAYS = (0.2, 0.05)  # 0.2: the run's (its seed-0 heads are reused); 0.05: the earlier default
 HEAD_SEEDS = (0, 1, 2)
 GAIN_HEADS = {"L1": ("ctx1",), "L1-2+pred": ("ctx1", "ctx2", "pred1", "pred2")}
-# Measured after the thresholds were set (test split: 609 segments, 64 of them by the prior):
-# weight decay chosen on the selection split: L1 0.05 (top-1 0.563 vs 0.553 at 0.2), L1-2+pred
-# 0.2 (0.576 vs 0.565). Action top-1, L1-2+pred vs L1, head seeds 0 / 1 / 2: 0.580 vs 0.560,
-# 0.609 vs 0.581, 0.585 vs 0.530; mean gain +0.034 against the 0.05 asked (margin -0.016).
-# Recall@5 0.904 / 0.905 / 0.896 vs 0.917 / 0.921 / 0.912 (mean -0.015, within the 0.03 slack).
+# Measured after the thresholds were set (test split: 609 segments, 64 of them by the prior),
+# on the backbone with step targets: weight decay chosen on the selection split: L1 0.2 (top-1
+# 0.590 vs 0.576 at 0.05), L1-2+pred 0.05 (0.589 vs 0.566). Action top-1, L1-2+pred vs L1, head
+# seeds 0 / 1 / 2: 0.596 vs 0.576, 0.567 vs 0.576, 0.589 vs 0.555; mean gain +0.015 against
+# the 0.05 asked. Recall@5 0.909 / 0.904 / 0.908 vs 0.922 / 0.922 / 0.921 (within the slack).
 # Training prior on the test split: action top-1 0.094, recall@5 0.312 (chance 5/16 = 0.312).
 # The gain is below the threshold, so the test is an expected failure, not a looser threshold.
-MEASURED = ("mean action top-1 gain of L1-2+pred over L1 on the test split, head seeds 0-2: +0.034 "
-            "(0.580/0.560, 0.609/0.581, 0.585/0.530) < 0.05; recall@5 0.902 vs 0.917")
+MEASURED = ("mean action top-1 gain of L1-2+pred over L1 on the test split, head seeds 0-2: +0.015 "
+            "(0.596/0.576, 0.567/0.576, 0.589/0.555) < 0.05; recall@5 0.907 vs 0.922")
 
 
 def _split_by_video(feats: FeatureSet, segments) -> tuple[list, list]:

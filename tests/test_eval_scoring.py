@@ -26,6 +26,17 @@ class Rewired(torch.nn.Module):
         self.inner, self.mode = model, mode
         self.levels, self.config = model.levels, model.config
 
+    num_levels = property(lambda self: self.inner.num_levels)
+
+    def window_slots(self, level):
+        return self.inner.window_slots(level)
+
+    def token_grid(self, shape):
+        return self.inner.token_grid(shape)
+
+    def rollout(self, *args):
+        return self.inner.rollout(*args)
+
     def encode(self, x):
         return self.inner.encode(x)
 
@@ -66,7 +77,8 @@ def test_oracle_retrieves_every_future_and_has_no_error(setup):
             assert m[f"{key}/retrieval_clips_chance_top1"] == pytest.approx(1 / 4)
     # The (untrained) level 1 rolled out to level 2's times is far from the oracle.
     assert m["level2/h2/level1_rollout_retrieval_mrr"] < 0.9
-    assert all(math.isfinite(v) for v in m.values())
+    assert all(math.isfinite(v) for v in m.values() if not isinstance(v, str))
+    assert all(m[f"level{k}/h{j}/skill"] == pytest.approx(1.0) for k in (1, 2) for j in (1, 2))
 
 
 def test_copy_model_matches_the_copy_baseline(setup):
@@ -79,6 +91,7 @@ def test_copy_model_matches_the_copy_baseline(setup):
             assert m[f"{key}/retrieval_top1"] == pytest.approx(m[f"{key}/copy_retrieval_top1"])
             assert m[f"{key}/cosine"] == pytest.approx(m[f"{key}/copy_cosine"])
             assert f"{key}/level1_rollout_retrieval_top1" not in m
+            assert m[f"{key}/skill"] <= 1e-6  # copying is one of the baselines
     # Seconds from frame indices and fps: 8 fps, level-1 step 2 frames, level-2 step 8 frames.
     assert m["level1/step_s"] == pytest.approx(0.25) and m["level2/h2/horizon_s"] == pytest.approx(2.0)
 

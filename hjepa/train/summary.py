@@ -104,7 +104,9 @@ class SummaryCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # ModelCheckpoint writes last.ckpt only when it saves a periodic checkpoint; a run must
         # always end with one (all ranks call this; rank 0 writes, atomically).
-        trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt")
+        # weights_only=False here means "with optimizer and loop state" (for resume); the file
+        # itself holds tensors and plain values only and is always read with weights_only=True.
+        trainer.save_checkpoint(self.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
         self.summary = self.build(trainer, pl_module)
         seen = getattr(pl_module, "seen_video_index", None)
         if seen is not None:
