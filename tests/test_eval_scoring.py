@@ -31,8 +31,8 @@ class Rewired(torch.nn.Module):
     def window_slots(self, level):
         return self.inner.window_slots(level)
 
-    def token_grid(self, shape):
-        return self.inner.token_grid(shape)
+    def patch_grid(self, shape):
+        return self.inner.patch_grid(shape)
 
     def rollout(self, *args):
         return self.inner.rollout(*args)

@@ -103,7 +103,7 @@ def test_long_clip_predictions_equal_short_clip_predictions_past_the_receptive_f
 def test_rollout_is_causal_and_independent_of_batch_mates(pos_embed: str, train: bool) -> None:
     model = model_for(config(pos_embed)).train(train)
     x = clip(4, batch=3)
-    grid = model.token_grid(x.shape)
+    grid = model.patch_grid(x.shape)
     end = 3  # level-1 step 3: frames 0..7
     with torch.no_grad():
         base = model.rollout(model.encode(x)[0].context, 0, end, 5, grid)

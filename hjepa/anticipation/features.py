@@ -64,11 +64,6 @@ def clip_frames(model, num_levels: int, num_windows: int | None = None, tau_o: f
     return unit * max(1, math.ceil(model.config.min_frames() / unit))
 
 
-def _grid_hw(model, clip: Tensor) -> tuple[int, int]:
-    _, hg, wg = model.levels[0].encoder.grid(clip.shape)
-    return hg, wg
-
-
 def encode_levels(model, clip: Tensor, num_levels: int, grad: bool = False) -> list[Tensor]:
     """Context step tokens of levels 1..num_levels: list of ``[B, S_k, Q_k, D_k]``.
 
@@ -110,7 +105,7 @@ def clip_features(
     b = clip.shape[0]
     if len(tau_a) != b or len(sample_fps) != b:
         raise ValueError(f"{len(tau_a)} tau_a and {len(sample_fps)} rates for a batch of {b}")
-    grid = _grid_hw(model, clip)
+    grid = model.patch_grid(clip.shape)
     contexts = encode_levels(model, clip, num_levels, grad)
     out: dict[str, Tensor] = {}
     rows = torch.arange(b, device=clip.device)

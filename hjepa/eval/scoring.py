@@ -183,7 +183,7 @@ def score_model(
         encs = model.encode(x)
         preds = model.predict(x, encodings=encs)
         if grid_hw is None:
-            grid_hw = model.token_grid(x.shape)
+            grid_hw = model.patch_grid(x.shape)
         for k, (p, enc) in enumerate(zip(preds, encs)):
             pre = f"level{k + 1}"
             _, s_k, h_k, q, d = p.pred.shape

@@ -168,13 +168,13 @@ class HJEPA(nn.Module):
                     names |= {f"levels.{k}.{mod_name}.{n}" for n in fn()}
         return names
 
-    def token_grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
+    def patch_grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
         """(Hg, Wg): level 1's patch grid for a clip of shape ``[B, C, T, H, W]``."""
         _, hg, wg = self.levels[0].encoder.grid(clip_shape)
         return hg, wg
 
     def _grid_hw(self, clip: torch.Tensor) -> tuple[int, int]:
-        return self.token_grid(clip.shape)
+        return self.patch_grid(clip.shape)
 
     def _check_clip(self, clip: torch.Tensor) -> None:
         if clip.ndim != 5:
@@ -282,7 +282,7 @@ class HJEPA(nn.Module):
             context: [B, S, Q, D] the level's real context tokens (``encode(clip)[level].context``).
             end: last context step the rollout may read.
             steps: how many steps past ``end`` to predict.
-            grid_hw: level 1's patch grid (needed for level 0; ``token_grid(clip.shape)``).
+            grid_hw: level 1's patch grid (needed for level 0; ``patch_grid(clip.shape)``).
 
         Returns:
             [B, steps, Q, D] predicted layer-normed targets of steps end+1..end+steps. They depend
@@ -290,7 +290,7 @@ class HJEPA(nn.Module):
             context space); gradients flow where enabled.
         """
         if level == 0 and grid_hw is None:
-            raise ValueError("rolling out level 1 needs grid_hw (model.token_grid(clip.shape))")
+            raise ValueError("rolling out level 1 needs grid_hw (model.patch_grid(clip.shape))")
         return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None)
 
     @torch.no_grad()

@@ -154,7 +154,7 @@ def visualize_clip(
     model.eval().to(device)
     x = to_model_input(clip.frames[None].to(device))
     preds = model.predict(x)
-    _, hg, wg = model.levels[0].encoder.grid(x.shape)
+    hg, wg = model.patch_grid(x.shape)
     frames = clip.frames.numpy()  # [T, H, W, 3]
     t_frame = clip.times.numpy()  # seconds of every clip frame
     dt = float(np.median(np.diff(t_frame))) if len(t_frame) > 1 else 1.0 / clip.fps
