@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from hjepa.input_settings import RECORD_KEY, InputSettings
 from hjepa.models.config import HJEPAConfig
 from hjepa.models.hierarchy import HJEPA
 
@@ -76,6 +77,17 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
     model.load_state_dict(state, strict=True)
 
 
+def input_settings_of(record: dict[str, Any], legacy: Any, frames_per_window: int,
+                      source: str) -> InputSettings | None:
+    """The input record of a file: ``record`` (written since the record exists) or, for an older
+    file, what its data-module arguments ``legacy`` say; None when it holds neither."""
+    if record is not None:
+        return InputSettings.from_dict(record, f"{source}: {RECORD_KEY}")
+    if isinstance(legacy, dict):
+        return InputSettings.from_legacy(legacy, frames_per_window)
+    return None
+
+
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> HJEPA:
     """Build the HJEPA a Lightning checkpoint dict describes and load its weights."""
     meta = ckpt.get("hjepa")
@@ -87,11 +99,16 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> H
     model = HJEPA(config)
     state = {k[len(_MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_MODEL_PREFIX)}
     load_state_dict_strict(model, state, source)
+    legacy = meta.get("data_config") or ckpt.get("datamodule_hyper_parameters")
+    model.input_settings = input_settings_of(meta.get(RECORD_KEY), legacy, config.frames_per_window, source)
     return model
 
 
 def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") -> HJEPA:
     """An ``HJEPA`` in eval mode from a ``.ckpt`` file or an ``hjepa export`` folder.
+
+    ``model.input_settings`` is the file's record of the clips the model was trained on
+    (:class:`hjepa.input_settings.InputSettings`; None for a file that records nothing).
 
     Raises:
         FileNotFoundError: nothing at ``path``.
@@ -108,6 +125,8 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
         config.encoder.pretrained = None
         model = HJEPA(config)
         load_state_dict_strict(model, state, f"export {path}")
+        model.input_settings = input_settings_of(config_dict.get(RECORD_KEY), config_dict.get("data_config"),
+                                                 config.frames_per_window, f"export {path}")
     else:
         model = model_from_checkpoint(read_checkpoint(path), f"checkpoint {path}")
     return model.to(map_location).eval()

@@ -21,7 +21,7 @@ def model_and_clip():
 def test_level1_gives_its_last_step_and_higher_levels_every_observed_step(model_and_clip):
     model, clip = model_and_clip
     with torch.no_grad():
-        contexts = model.context_tokens(clip)
+        contexts = [e.context for e in model.encode(clip)]
         feats = clip_features(model, clip, [0.5, 1.0], [8.0, 8.0], num_levels=3)
     assert [c.shape[1] for c in contexts] == [16, 8, 4]  # steps of levels 1-3 in this clip
     assert torch.equal(feats["ctx1"], contexts[0][:, -1])
@@ -34,7 +34,7 @@ def test_level1_gives_its_last_step_and_higher_levels_every_observed_step(model_
 def test_context_steps_keeps_the_last_steps(model_and_clip):
     model, clip = model_and_clip
     with torch.no_grad():
-        contexts = model.context_tokens(clip)
+        contexts = [e.context for e in model.encode(clip)]
         feats = clip_features(model, clip, [0.5, 0.5], [8.0, 8.0], num_levels=3, context_steps=2)
     assert torch.equal(feats["ctx1"], contexts[0][:, -1])  # level 1 is not affected
     assert torch.equal(feats["ctx2"], contexts[1][:, -2:].flatten(1, 2))

@@ -17,6 +17,7 @@ from hjepa.eval.evaluate import format_evaluation, run_evaluate
 KEY_PATTERNS = [
     r"ckpt|data|num_clips|batch_size|similarity|num_levels|skipped_videos|skipped_samples|wall_time_s",
     r"error_plot|retrieval_plot",
+    r"input/(resolution|num_windows|frame_step|target_fps)",
     r"level\d+/step_s",
     r"level\d+/h\d+/(horizon_s|l1|cosine|copy_l1|copy_cosine|mean_l1|copy_offset_l1|copy_ratio|mean_ratio|count)",
     r"level\d+/h\d+/(skill|best_baseline|best_baseline_l1)",

@@ -34,8 +34,8 @@ class Rewired(torch.nn.Module):
     def patch_grid(self, shape):
         return self.inner.patch_grid(shape)
 
-    def rollout(self, *args):
-        return self.inner.rollout(*args)
+    def rollout_steps(self, *args):
+        return self.inner.rollout_steps(*args)
 
     def encode(self, x):
         return self.inner.encode(x)

@@ -13,6 +13,7 @@ predictable from the recipe (level 2's job). 300 steps take 65-85 s on two CPU c
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from hjepa.data.sampling import ClipSampler
 from hjepa.data.synthetic import SyntheticConfig, SyntheticVideos
 from hjepa.data.transforms import to_model_input
 from hjepa.export import export_model
+from hjepa.input_settings import InputSettings
 from hjepa.models.config import EncoderConfig, HJEPAConfig, LevelConfig, PredictorConfig
 from hjepa.models.hierarchy import HJEPA
 from hjepa.train.schedules import ema_momentum, warmup_cosine
@@ -49,7 +51,7 @@ def tiny_config(pos_embed: str = "sincos", **overrides) -> HJEPAConfig:
     Level 2 mean-pools each step's 4 level-1 steps into 16 tokens, one per level-1 patch. With
     attentive pooling into 4 or 16 queries, it kept nothing of the scene: a ridge regression
     from its context to the objects' positions scored R^2 0.00-0.01, and its context tokens had an
-    effective rank of 9-19 (``tools/anticipation_feature_probe.py``); mean-pooled to 16 tokens,
+    effective rank of 9-19 (``docs/anticipation_feature_probe.py``); mean-pooled to 16 tokens,
     R^2 0.50-0.71 and effective rank 106-137.
 
     Level 2's VICReg terms count every token as a sample (``vicreg_samples="tokens"``): with
@@ -102,9 +104,9 @@ def train_tiny(out_dir: Path, steps: int = TRAIN_STEPS, seed: int = 0, lr: float
             if step >= steps:
                 break
     model.eval()
-    data_config = {"frames_per_window": cfg.frames_per_window, "num_windows": NUM_WINDOWS,
-                   "resolution": RESOLUTION, "synthetic": syn.__dict__.copy()}
-    folder = export_model(model, {"model_config": cfg.to_dict(), "data_config": data_config}, out_dir)
+    record = InputSettings(resolution=RESOLUTION, frames_per_window=cfg.frames_per_window, num_windows=NUM_WINDOWS,
+                           source_fps=syn.fps, synthetic=dataclasses.asdict(syn))
+    folder = export_model(model, {"model_config": cfg.to_dict(), "input_settings": record.to_dict()}, out_dir)
     return folder, {"losses": losses, "seconds": time.perf_counter() - t0}
 
 

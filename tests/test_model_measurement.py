@@ -106,14 +106,14 @@ def test_rollout_is_causal_and_independent_of_batch_mates(pos_embed: str, train:
     grid = model.patch_grid(x.shape)
     end = 3  # level-1 step 3: frames 0..7
     with torch.no_grad():
-        base = model.rollout(model.encode(x)[0].context, 0, end, 5, grid)
+        base = model.rollout_steps(model.encode(x)[0].context, 0, end, 5, grid)
         changed = x.clone()
         changed[:, :, 8:] = torch.randn_like(changed[:, :, 8:]) * 3
-        after = model.rollout(model.encode(changed)[0].context, 0, end, 5, grid)
+        after = model.rollout_steps(model.encode(changed)[0].context, 0, end, 5, grid)
         assert torch.equal(base, after)  # frames after the context end are never read
         mates = torch.cat([x[1:2], clip(4, batch=4, seed=5)])  # clip 1 with other batch-mates
-        alone = model.rollout(model.encode(x[1:2])[0].context, 0, end, 5, grid)
-        among = model.rollout(model.encode(mates)[0].context, 0, end, 5, grid)[:1]
+        alone = model.rollout_steps(model.encode(x[1:2])[0].context, 0, end, 5, grid)
+        among = model.rollout_steps(model.encode(mates)[0].context, 0, end, 5, grid)[:1]
     torch.testing.assert_close(alone, base[1:2], atol=1e-12, rtol=0)
     torch.testing.assert_close(among, alone, atol=1e-12, rtol=0)
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hjepa.data.transforms import to_model_input
-    from hjepa.eval.data import checkpoint_data_config, eval_datamodule
+    from hjepa.eval.data import eval_datamodule
     from hjepa.eval.evaluate import run_evaluate
     from hjepa.eval.long_clips import length_errors
     from hjepa.loading import load_pretrained
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_evaluate(args.ckpt, str(work), max_clips=args.max_clips, probes=False, controls=True)
 
     model = load_pretrained(args.ckpt).eval()
-    trained = checkpoint_data_config(args.ckpt)
-    windows = int(trained.get("num_windows") or -(-model.config.min_frames() // model.config.frames_per_window))
+    trained = model.input_settings
+    windows = trained.num_windows if trained else -(-model.config.min_frames() // model.config.frames_per_window)
     dm = eval_datamodule(model.config, None, trained, num_windows=2 * windows, batch_size=16)
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))

@@ -16,7 +16,7 @@ For an observed clip ending ``tau_a`` seconds before an action, every level k gi
   rolled forward: its predictions for the next ``h_k`` steps are appended to the context and
   it predicts again from there, until step ``n_k`` is reached.
 
-The rollout is :func:`hjepa.models.rollout.rollout`, the one ``hjepa evaluate`` scores.
+The rollout is ``HJEPA.rollout_steps``, the one ``hjepa evaluate`` scores.
 
 The functions take ``grad`` so fine-tuning can run the same code with gradients.
 """
@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from hjepa.anticipation.windows import anticipation_steps
-from hjepa.models.rollout import rollout
 
 
 def level_step_seconds(model, level: int, sample_fps: float) -> float:
@@ -62,15 +61,6 @@ def clip_frames(model, num_levels: int, num_windows: int | None = None, tau_o: f
             raise ValueError("tau_o needs the sampling rate to turn seconds into frames")
         return unit * max(1, round(tau_o * sample_fps / unit))
     return unit * max(1, math.ceil(model.config.min_frames() / unit))
-
-
-def encode_levels(model, clip: Tensor, num_levels: int, grad: bool = False) -> list[Tensor]:
-    """Context step tokens of levels 1..num_levels: list of ``[B, S_k, Q_k, D_k]``.
-
-    ``HJEPA.context_tokens`` with gradients switched on or off (fine-tuning keeps them).
-    """
-    with torch.set_grad_enabled(grad):
-        return model.context_tokens(clip, num_levels)
 
 
 def clip_features(
@@ -106,7 +96,7 @@ def clip_features(
     if len(tau_a) != b or len(sample_fps) != b:
         raise ValueError(f"{len(tau_a)} tau_a and {len(sample_fps)} rates for a batch of {b}")
     grid = model.patch_grid(clip.shape)
-    contexts = encode_levels(model, clip, num_levels, grad)
+    contexts = [e.context for e in model.encode(clip, grad=grad, num_levels=num_levels)]
     out: dict[str, Tensor] = {}
     rows = torch.arange(b, device=clip.device)
     with torch.set_grad_enabled(grad):
@@ -117,9 +107,8 @@ def clip_features(
                 n = context.shape[1] if context_steps is None else min(context_steps, context.shape[1])
                 out[f"ctx{k + 1}"] = context[:, -n:].flatten(1, 2)
             steps = [anticipation_steps(t, level_step_seconds(model, k, r)) for t, r in zip(tau_a, sample_fps)]
-            level = model.levels[k]
             last = context.shape[1] - 1
-            preds = rollout(level, context, last, max(steps), grid if k == 0 else None)  # [B, n_max, Q, D]
+            preds = model.rollout_steps(context, k, last, max(steps), grid)  # [B, n_max, Q, D]
             out[f"pred{k + 1}"] = preds[rows, torch.tensor(steps, device=clip.device) - 1]
     if token_grid is not None:
         for key in ("ctx1", "pred1"):

@@ -77,7 +77,7 @@ from hjepa.anticipation.probe import (
     warmup_cosine,
 )
 from hjepa.anticipation.windows import WindowPlan, draw_tau_a, plan_windows
-from hjepa.eval.data import checkpoint_data_config
+from hjepa.input_settings import InputSettings
 
 log = logging.getLogger(__name__)
 
@@ -208,19 +208,18 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
         from hjepa.loading import load_pretrained
 
         model = load_pretrained(cfg.ckpt)
-    # What the pretraining recorded (read once; also when the caller passes the loaded model):
-    # its clip settings are the defaults here, and its synthetic world makes the synthetic data.
-    recorded = checkpoint_data_config(cfg.ckpt) if cfg.ckpt else {}
-    pretrain_data = pretraining_data_settings(recorded)
+    # The clips the backbone was pretrained on (its input record, read by load_pretrained) are the
+    # defaults here, and its synthetic world makes the synthetic data.
+    trained = getattr(model, "input_settings", None)
     model = model.to(device).eval()
     num_levels = cfg.levels or model.num_levels
     if num_levels > model.num_levels:
         raise ValueError(f"config key 'levels' = {cfg.levels}: the model has {model.num_levels} levels")
     if cfg.level_lrs is not None and len(cfg.level_lrs) != num_levels:
         raise ValueError(f"config key 'level_lrs' has {len(cfg.level_lrs)} entries for {num_levels} levels")
-    cfg = resolve_window(cfg, pretrain_data)
+    cfg = resolve_window(cfg, trained)
 
-    ds = prepare_data(cfg, out, world=recorded.get("synthetic"))
+    ds = prepare_data(cfg, out, world=trained.synthetic if trained is not None else None)
     summary: dict[str, Any] = {"mode": cfg.mode, "ckpt": str(cfg.ckpt), "num_levels": num_levels, **ds.counts}
     median_rate = statistics.median(ds.rate(v) for v in ds.video_info.values())
     T = clip_frames(model, num_levels, cfg.window.num_windows, cfg.window.tau_o, median_rate)
@@ -296,26 +295,22 @@ def _run(cfg: AnticipationConfig, model: nn.Module | None) -> dict[str, Any]:
     return summary
 
 
-def pretraining_data_settings(recorded: dict[str, Any]) -> dict[str, Any]:
-    """Clip settings the backbone was pretrained with (``num_windows``, ``frame_step``,
-    ``target_fps``, ``resolution``), from what its checkpoint records (``checkpoint_data_config``)."""
-    keys = ("num_windows", "frame_step", "target_fps", "resolution")
-    return {k: recorded[k] for k in keys if recorded.get(k) is not None}
-
-
-def resolve_window(cfg: AnticipationConfig, pretrain: dict[str, Any]) -> AnticipationConfig:
-    """Fill unset clip settings from the pretraining run: the clip the backbone knows is the default."""
+def resolve_window(cfg: AnticipationConfig, trained: InputSettings | None) -> AnticipationConfig:
+    """Fill unset clip settings from the backbone's input record: the clips it knows are the
+    default. Videos are sampled at the frame rate it saw (``trained.fps``), whatever their own."""
     w = cfg.window
     changes: dict[str, Any] = {}
-    if w.num_windows is None and w.tau_o is None and "num_windows" in pretrain:
-        changes["num_windows"] = int(pretrain["num_windows"])
+    if trained is None:
+        return cfg
+    if w.num_windows is None and w.tau_o is None:
+        changes["num_windows"] = trained.num_windows
     if w.frame_step is None and w.sample_fps is None:
-        if "target_fps" in pretrain:
-            changes["sample_fps"] = float(pretrain["target_fps"])
-        elif "frame_step" in pretrain:
-            changes["frame_step"] = int(pretrain["frame_step"])
-    if w.crop_size is None and "resolution" in pretrain:
-        changes["crop_size"] = int(pretrain["resolution"])
+        if trained.fps is not None:
+            changes["sample_fps"] = trained.fps
+        else:
+            changes["frame_step"] = trained.step
+    if w.crop_size is None:
+        changes["crop_size"] = trained.resolution
     if not changes:
         return cfg
     log.info("clip settings from the pretraining run: %s", changes)
@@ -571,10 +566,8 @@ def finetune(cfg: AnticipationConfig, model: nn.Module, heads: nn.ModuleDict, sp
     groups = param_groups(heads, cfg.optim.weight_decay, cfg.optim.lr)
     model.requires_grad_(False)
     for k, lr in enumerate(lrs):
-        level = model.levels[k]
-        # The EMA target encoders stay as pretrained: they define the space predictions live in.
-        trainable = [m for m in (level.encoder, level.predictor) if m is not None]
-        if lr > 0 and not level.frozen:
+        trainable = model.trainable_parts(k)  # never the EMA target encoder
+        if lr > 0 and trainable:
             for m in trainable:
                 m.requires_grad_(True)
             groups += param_groups(nn.ModuleList(trainable), cfg.optim.weight_decay, lr)

@@ -1,6 +1,8 @@
 """``hjepa export --ckpt C --out DIR``: weights as safetensors + config.json.
 
 The folder loads with ``hjepa.load_pretrained(DIR)`` without Lightning, and without pickle.
+Its ``config.json`` carries the model config and the record of the clips the model was trained
+on (``input_settings``), so every task on an export sees what it would on the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ def export(ckpt: str, out: str) -> str:
         out: output folder (``model.safetensors``, ``config.json``).
     """
     from hjepa.export import export_model
+    from hjepa.input_settings import RECORD_KEY
     from hjepa.loading import load_pretrained
     from hjepa.train.provenance import provenance
 
     model = load_pretrained(ckpt)
-    path = export_model(model, {"model_config": model.config.to_dict(), **provenance(), "source": str(ckpt)}, out)
+    config = {"model_config": model.config.to_dict(), **provenance(), "source": str(ckpt)}
+    if model.input_settings is not None:  # the clips it was trained on travel with the weights
+        config[RECORD_KEY] = model.input_settings.to_dict()
+    path = export_model(model, config, out)
     print(f"exported {ckpt} -> {path}")
     return str(path)
 

@@ -32,7 +32,6 @@ _LAZY = {
     "evaluation_plots": "hjepa.eval.evaluate",
     "score_model": "hjepa.eval.scoring",
     "rollout": "hjepa.models.rollout",
-    "checkpoint_data_config": "hjepa.eval.data",
     "length_errors": "hjepa.eval.long_clips",
 }
 

@@ -1,54 +1,18 @@
-"""Evaluation data: the settings a checkpoint was trained with, and the held-out batches."""
+"""Evaluation data: held-out batches made as the model's training clips were (its input record)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
-__all__ = ["checkpoint_data_config", "eval_datamodule"]
+from hjepa.input_settings import InputSettings
 
-# DataModule arguments that must match training for the model to see what it learned on.
-_SAMPLING_KEYS = ("frames_per_window", "num_windows", "frame_step", "target_fps", "resolution", "synthetic",
-                  "short_video")
-
-
-def checkpoint_data_config(ckpt: str | Path) -> dict[str, Any]:
-    """The data settings a checkpoint was trained with, as far as it records them.
-
-    Reads ``checkpoint["hjepa"]["data_config"]`` or Lightning's ``datamodule_hyper_parameters``
-    (a training checkpoint), or ``config.data_config`` in an export folder's ``config.json``.
-    Returns ``{}`` when nothing is recorded; ``synthetic`` is returned as a plain dict.
-    """
-    path = Path(ckpt)
-    try:
-        if path.is_dir():
-            meta: Any = json.loads((path / "config.json").read_text())
-            cfg = meta.get("config", meta) if isinstance(meta, dict) else None
-            data = cfg.get("data_config") if isinstance(cfg, dict) else None
-        else:
-            from hjepa.loading import read_checkpoint
-
-            raw = read_checkpoint(path)
-            data = (raw.get("hjepa") or {}).get("data_config") or raw.get("datamodule_hyper_parameters")
-    except (OSError, ValueError, json.JSONDecodeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    out = {k: data[k] for k in _SAMPLING_KEYS if k in data and data[k] is not None}
-    syn = out.get("synthetic")
-    if dataclasses.is_dataclass(syn):
-        out["synthetic"] = dataclasses.asdict(syn)
-    elif syn is not None and not isinstance(syn, dict):
-        out.pop("synthetic")
-    return out
+__all__ = ["eval_datamodule"]
 
 
 def eval_datamodule(
     model_config: Any,
     data: str | None,
-    trained: dict[str, Any],
+    trained: InputSettings | None,
     reader: str = "decord",
     resolution: int | None = None,
     frame_step: int | None = None,
@@ -64,29 +28,37 @@ def eval_datamodule(
         model_config: the model's ``HJEPAConfig`` (window length, shortest clip).
         data: a manifest (CSV, space-separated list or folder) or None for the synthetic
             validation split (generated with the checkpoint's synthetic settings).
-        trained: :func:`checkpoint_data_config` of the checkpoint; explicit arguments win.
+        trained: the model's input record (``model.input_settings``; None: defaults); explicit
+            arguments win. Videos of a manifest are resampled to the frame rate the model saw.
     """
     from hjepa.data.synthetic import SyntheticConfig
     from hjepa.train.datamodule import VideoDataModule
 
     fpw = model_config.frames_per_window
-    if trained.get("frames_per_window") not in (None, fpw):
-        raise ValueError(f"checkpoint data frames_per_window={trained['frames_per_window']} differs from the "
-                         f"model's frames_per_window={fpw}")
     need = -(-model_config.min_frames() // fpw)
-    windows = num_windows or int(trained.get("num_windows") or need)
+    recorded_windows = trained.num_windows if trained is not None else need
+    trained = trained or InputSettings(frames_per_window=fpw)
+    if trained.frames_per_window != fpw:
+        raise ValueError(f"checkpoint data frames_per_window={trained.frames_per_window} differs from the "
+                         f"model's frames_per_window={fpw}")
+    windows = num_windows or recorded_windows
     if windows * fpw < model_config.min_frames():
         raise ValueError(f"num_windows={windows}: this model needs at least {need} windows of {fpw} frames")
-    step = frame_step if frame_step is not None else trained.get("frame_step")
-    target_fps = None if frame_step is not None else trained.get("target_fps")
-    res = resolution or int(trained.get("resolution") or 64)
+    if frame_step is not None:
+        step, target_fps = frame_step, None
+    elif data is None:  # the synthetic world is read at its own rate: the training step
+        step, target_fps = trained.frame_step, trained.target_fps
+    else:
+        sampling = trained.sampling_for(None)
+        step, target_fps = sampling["frame_step"], sampling["target_fps"]
+    res = resolution or trained.resolution
     common = dict(
         reader=reader, frames_per_window=fpw, num_windows=windows, frame_step=step, target_fps=target_fps,
         resolution=res, batch_size=batch_size, num_workers=num_workers, clips_per_video=clips_per_video,
-        short_video=trained.get("short_video", "pad"), seed=seed,
+        short_video=trained.short_video, seed=seed,
     )
     if data is None:
-        syn = SyntheticConfig(**(trained.get("synthetic") or {}))
+        syn = SyntheticConfig(**(trained.synthetic or {}))
         return VideoDataModule(synthetic=syn, **common)
     # The DataModule wants a training set with a validation set: the same manifest serves
     # (only its validation loader is used, with the evaluation transform).

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 
-from hjepa.eval.data import checkpoint_data_config, eval_datamodule
+from hjepa.eval.data import eval_datamodule
 from hjepa.eval.probes import split_by_group, train_probe
 from hjepa.eval.scoring import ScoreResult, score_model
 
@@ -51,8 +51,9 @@ def run_evaluate(
         data: manifest of held-out videos (CSV, space-separated list or folder); default: the
             synthetic validation split, generated with the checkpoint's synthetic settings.
         reader: video decoder.
-        resolution, frame_step, num_windows: clip sampling; default: what the checkpoint was
-            trained with (else 64 px, every frame, the fewest windows the model accepts).
+        resolution, frame_step, num_windows: clip sampling; default: the model's input record
+            (``model.input_settings``: what it was trained on; else 64 px, every frame, the
+            fewest windows the model accepts).
         clips_per_video: evenly spaced clips per video.
         max_clips: stop after this many clips (None: all).
         batch_size: clips per batch. Retrieval ranks the true future among the steps of
@@ -76,7 +77,10 @@ def run_evaluate(
 
         Run: ``ckpt``, ``data`` (``synthetic:validation`` or the manifest), ``num_clips``,
         ``batch_size``, ``similarity``, ``num_levels``, ``skipped_videos`` (bad inputs skipped),
-        ``skipped_samples``, ``wall_time_s``, ``error_plot`` / ``retrieval_plot`` (paths).
+        ``skipped_samples``, ``wall_time_s``, ``error_plot`` / ``retrieval_plot`` (paths);
+        ``input/resolution``, ``input/num_windows``, and ``input/frame_step`` or
+        ``input/target_fps``: how the clips were sampled (a manifest's videos are resampled to
+        the model's frame rate, when the model records it).
 
         Per level k (1-based) and horizon j (``level{k}/h{j}/...``):
 
@@ -134,8 +138,7 @@ def run_evaluate(
     if similarity not in ("l1", "cosine"):
         raise ValueError(f"similarity={similarity!r}: must be 'l1' or 'cosine'")
     model = load_pretrained(ckpt, map_location=device)
-    trained = checkpoint_data_config(ckpt)
-    dm = eval_datamodule(model.config, data, trained, reader=reader, resolution=resolution, frame_step=frame_step,
+    dm = eval_datamodule(model.config, data, model.input_settings, reader=reader, resolution=resolution, frame_step=frame_step,
                          num_windows=num_windows, clips_per_video=clips_per_video, batch_size=batch_size,
                          num_workers=num_workers, seed=seed)
     dm.setup("validate")
@@ -175,10 +178,17 @@ def run_evaluate(
         "num_clips": result.num_clips,
         "batch_size": batch_size,
         "similarity": similarity,
-        "num_levels": len(model.levels),
+        "num_levels": model.num_levels,
         "skipped_videos": report["skipped_videos"],
         "skipped_samples": report["skipped_samples"],
+        # The clips as scored (from the model's input record unless given): a script can check them.
+        "input/resolution": dm.resolution,
+        "input/num_windows": dm.sampler.num_windows,
     }
+    if dm.sampler.target_fps is not None:  # resampled to the model's rate
+        summary["input/target_fps"] = dm.sampler.target_fps
+    else:
+        summary["input/frame_step"] = dm.sampler.frame_step or 1
     summary.update(result.metrics)
     summary.update(control_metrics)
     if probes:

@@ -368,7 +368,7 @@ def _add_level1_rollout(acc: _Acc, key: str, model: Any, p1: Any, enc1: Any, pk:
     sk = pk.present.shape[1]
     for s in valid_s.tolist():
         t1 = aligned[s]
-        pred = model.rollout(enc1.context, 0, t1, horizon * ratio, grid_hw)[:, -1]  # [B, Q, D], causal
+        pred = model.rollout_steps(enc1.context, 0, t1, horizon * ratio, grid_hw)[:, -1]  # [B, Q, D], causal
         queries.append(pred.reshape(b, -1))
         positives.append(torch.arange(b, device=pred.device) * sk + s + horizon)
         owns.append(torch.arange(b, device=pred.device) * sk + s)

@@ -2,23 +2,27 @@
 
 Level 1 encodes windows of pixels with a video ViT; level k+1 encodes level k's step
 tokens pooled ``r_k`` steps at a time; every level predicts its own future ``h_k`` steps
-ahead in representation space. Step times are tracked in frames of the model's input clip
-(multiply by the sampling ``frame_step / fps`` for seconds).
+ahead in representation space. Step times are tracked in frames of the model's input clip;
+``step_seconds`` turns them into seconds at the frame rate the model was trained at (its
+``input_settings``, which ``hjepa.load_pretrained`` reads from the file).
 
     model = HJEPA(HJEPAConfig())
     out = model(clip)                      # clip: [B, C, T, H, W], normalised
     out.loss.backward(); model.update_targets(momentum)
     encodings = model.encode(clip)         # per level: tokens + the frames each step covers
     predictions = model.predict(clip)      # per level: predictions for horizons 1..h_k
+    ahead = model.rollout(clip, 3.0, level=1)   # level 2 rolled 3 s past the clip's end
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
+from hjepa.input_settings import InputSettings
 from hjepa.models.config import HJEPAConfig
 from hjepa.models.level import JEPALevel, LevelOutput, future_pairs
 from hjepa.models.rollout import rollout
@@ -89,6 +93,21 @@ class LevelPrediction:
         return torch.arange(1, h + 1) * self.step_frames
 
 
+@dataclass
+class LevelRollout:
+    """One level rolled out past the end of a clip.
+
+    Attributes:
+        pred: [B, n, Q, D] predicted layer-normed targets of the n steps after the clip's last.
+        step_seconds: seconds one step spans.
+        horizon_s: float64 [n], how far past the clip's end each predicted step ends.
+    """
+
+    pred: torch.Tensor
+    step_seconds: float
+    horizon_s: torch.Tensor
+
+
 class HJEPA(nn.Module):
     """Hierarchical JEPA built from an ``HJEPAConfig`` (see ``hjepa.models.config``)."""
 
@@ -142,6 +161,9 @@ class HJEPA(nn.Module):
             )
             levels.append(JEPALevel(encoder, lv, slots=config.window_slots(k), **common))
         self.levels = nn.ModuleList(levels)
+        # The clips it was trained on (set by hjepa.load_pretrained from the file's record): the
+        # one source of the frame rate behind step_seconds, and of every task's clip defaults.
+        self.input_settings: InputSettings | None = None
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -153,9 +175,31 @@ class HJEPA(nn.Module):
         """Clip frames one step of ``level`` (0-based) spans."""
         return self.config.step_frames(level)
 
+    def step_seconds(self, level: int) -> float:
+        """Seconds one step of ``level`` (0-based) spans, at the frame rate the model was trained at.
+
+        Raises:
+            ValueError: the model carries no frame rate (built from a config, or loaded from a
+                file that records no source rate).
+        """
+        fps = self.input_settings.fps if self.input_settings is not None else None
+        if fps is None:
+            raise ValueError("this model records no training frame rate (input_settings.fps); load it with "
+                             "hjepa.load_pretrained from a checkpoint that records one, or set model.input_settings")
+        return self.step_frames(level) / fps
+
     def window_slots(self, level: int) -> int:
         """Steps of ``level`` (0-based) one level-1 window holds; step s sits in slot s % this."""
         return self.config.window_slots(level)
+
+    def trainable_parts(self, level: int) -> list[nn.Module]:
+        """The parts of ``level`` (0-based) that fine-tuning may train: its context encoder and
+        predictor (none when the level is frozen). The EMA target encoder is never among them:
+        it defines the space the predictions live in."""
+        lv = self.levels[level]
+        if lv.frozen:
+            return []
+        return [m for m in (lv.encoder, lv.predictor) if m is not None]
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that get no weight decay: position / query / mask tokens."""
@@ -172,6 +216,10 @@ class HJEPA(nn.Module):
         """(Hg, Wg): level 1's patch grid for a clip of shape ``[B, C, T, H, W]``."""
         _, hg, wg = self.levels[0].encoder.grid(clip_shape)
         return hg, wg
+
+    def tubelet_grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int]:
+        """(Tg, Hg, Wg): level 1's tubelets per window in time and space (what masks are drawn on)."""
+        return tuple(self.levels[0].encoder.grid(clip_shape))
 
     def _grid_hw(self, clip: torch.Tensor) -> tuple[int, int]:
         return self.patch_grid(clip.shape)
@@ -238,37 +286,28 @@ class HJEPA(nn.Module):
         start = torch.arange(num_steps, device=device) * sf
         return start, start + sf - 1
 
-    def context_tokens(self, clip: torch.Tensor, num_levels: int | None = None) -> list[torch.Tensor]:
-        """Context step tokens ``[B, S_k, Q_k, D_k]`` of levels 1..num_levels, with gradients where
-        enabled (fine-tuning); level k+1 reads level k's target or context tokens as configured."""
-        num_levels = self.num_levels if num_levels is None else num_levels
-        x: torch.Tensor = clip
-        out: list[torch.Tensor] = []
-        for level in list(self.levels)[:num_levels]:
-            context = level.encode_context(x)
-            out.append(context)
-            if len(out) < num_levels:
-                x = self._next_input(context, level.encode_target(x, context))
-        return out
-
-    @torch.no_grad()
-    def encode(self, clip: torch.Tensor) -> list[LevelEncoding]:
+    def encode(self, clip: torch.Tensor, grad: bool = False, num_levels: int | None = None) -> list[LevelEncoding]:
         """Every level's step tokens and the clip frames each step covers.
 
         Args:
             clip: [B, C, T, H, W] normalised video.
+            grad: keep gradients through the context encoders (fine-tuning); the target encoders
+                never carry them.
+            num_levels: encode levels 1..num_levels only (default: all).
         """
+        num_levels = self.num_levels if num_levels is None else num_levels
         x: torch.Tensor = clip
         out: list[LevelEncoding] = []
-        for k, level in enumerate(self.levels):
-            context = level.encode_context(x)
-            target = level.encode_target(x, context)
-            start, end = self._times(k, context.shape[1], context.device)
-            out.append(LevelEncoding(context, target, self.step_frames(k), start, end))
-            x = self._next_input(context, target)
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            for k, level in enumerate(list(self.levels)[:num_levels]):
+                context = level.encode_context(x)
+                target = level.encode_target(x, context)
+                start, end = self._times(k, context.shape[1], context.device)
+                out.append(LevelEncoding(context, target, self.step_frames(k), start, end))
+                x = self._next_input(context, target)
         return out
 
-    def rollout(
+    def rollout_steps(
         self,
         context: torch.Tensor,
         level: int,
@@ -293,10 +332,36 @@ class HJEPA(nn.Module):
             raise ValueError("rolling out level 1 needs grid_hw (model.patch_grid(clip.shape))")
         return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None)
 
-    @torch.no_grad()
+    def rollout(self, clip: torch.Tensor, horizon_s: float, level: int = 0, grad: bool = False,
+                encodings: list[LevelEncoding] | None = None) -> LevelRollout:
+        """Roll ``level`` (0-based) out ``horizon_s`` seconds past the clip's last step.
+
+        The steps are the fewest that reach ``horizon_s`` at the model's training frame rate
+        (:meth:`step_seconds`); every prediction reads only the clip.
+
+        Args:
+            clip: [B, C, T, H, W] normalised video, sampled at the model's frame rate.
+            horizon_s: seconds to look ahead (> 0).
+            grad: keep gradients (fine-tuning through the rollout).
+            encodings: ``self.encode(clip)`` when the caller already has it.
+        """
+        if not horizon_s > 0:
+            raise ValueError(f"horizon_s={horizon_s}: must be > 0")
+        if not 0 <= level < self.num_levels:
+            raise ValueError(f"level={level}: the model has levels 0..{self.num_levels - 1}")
+        seconds = self.step_seconds(level)
+        steps = max(1, math.ceil(horizon_s / seconds - 1e-9))
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            if encodings is None:
+                encodings = self.encode(clip, grad=grad, num_levels=level + 1)
+            context = encodings[level].context
+            pred = self.rollout_steps(context, level, context.shape[1] - 1, steps, self.patch_grid(clip.shape))
+        return LevelRollout(pred, seconds, torch.arange(1, steps + 1, dtype=torch.float64) * seconds)
+
     def predict(
         self,
         clip: torch.Tensor,
+        grad: bool = False,
         z: torch.Tensor | None = None,
         encodings: list[LevelEncoding] | None = None,
     ) -> list[LevelPrediction]:
@@ -304,12 +369,18 @@ class HJEPA(nn.Module):
 
         Args:
             clip: [B, C, T, H, W] normalised video.
+            grad: keep gradients through the context encoders and predictors.
             z: [B, latent_dim] latent for levels that have one (None: z = 0, the mean draw).
             encodings: ``self.encode(clip)`` when the caller already has it (saves a second
                 pass of every encoder).
         """
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return self._predict(clip, z, encodings, grad)
+
+    def _predict(self, clip: torch.Tensor, z: torch.Tensor | None, encodings: list[LevelEncoding] | None,
+                 grad: bool) -> list[LevelPrediction]:
         if encodings is None:
-            encodings = self.encode(clip)
+            encodings = self.encode(clip, grad=grad)
         elif len(encodings) != self.num_levels:
             raise ValueError(f"got encodings of {len(encodings)} levels for a {self.num_levels}-level model")
         grid_hw = self._grid_hw(clip)

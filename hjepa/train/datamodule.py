@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import statistics
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -35,7 +36,8 @@ from hjepa.data.dataset import (
     warn_once,
 )
 from hjepa.data.manifests import VideoRow, mix_manifests
-from hjepa.data.readers import READERS, resolve_reader
+from hjepa.input_settings import InputSettings
+from hjepa.data.readers import READERS, VideoReadError, resolve_reader, video_info
 from hjepa.data.row_samplers import SeededRowSampler
 from hjepa.data.sampling import SHORT_VIDEO_RULES, ClipSampler
 from hjepa.data.synthetic import SyntheticConfig, SyntheticVideos
@@ -43,6 +45,8 @@ from hjepa.errors import UserError
 from hjepa.data.transforms import EvalClipTransform, TrainClipTransform
 
 log = logging.getLogger(__name__)
+
+FPS_SAMPLE_VIDEOS = 32  # training videos whose header rates give the recorded source_fps
 
 
 class NoUsableVideos(UserError, RuntimeError):
@@ -159,6 +163,7 @@ class VideoDataModule(L.LightningDataModule):
         self._skipped: dict[str, str] = {}  # file -> reason, from the probe and from batches
         self._skipped_samples = 0  # samples dropped at load time (a file may count once per epoch)
         self._built = False
+        self._input_settings: InputSettings | None = None
 
     @property
     def is_synthetic(self) -> bool:
@@ -303,6 +308,37 @@ class VideoDataModule(L.LightningDataModule):
             "skipped_samples": self._skipped_samples,
             "reasons": dict(sorted(self._skipped.items())),
         }
+
+    # -- what the model sees ----------------------------------------------------------------
+    def input_settings(self) -> InputSettings:
+        """The record of the clips this module makes, written into every checkpoint.
+
+        ``source_fps`` is the synthetic world's rate, or the median rate of (up to
+        ``FPS_SAMPLE_VIDEOS`` of) the training videos, read from their headers.
+        """
+        if self._input_settings is None:
+            synthetic = dataclasses.asdict(self.synthetic_config) if self.is_synthetic and self._built else None
+            self._input_settings = InputSettings(
+                resolution=self.resolution,
+                frames_per_window=self.sampler.frames_per_window,
+                num_windows=self.sampler.num_windows,
+                frame_step=self.sampler.frame_step,
+                target_fps=self.sampler.target_fps,
+                source_fps=synthetic["fps"] if synthetic is not None else self._median_source_fps(),
+                short_video=self.sampler.short_video,
+                synthetic=synthetic,
+            )
+        return self._input_settings
+
+    def _median_source_fps(self) -> float | None:
+        rows = list(getattr(self.train_dataset, "rows", None) or [])[:FPS_SAMPLE_VIDEOS]
+        rates = []
+        for row in rows:
+            try:
+                rates.append(float(video_info(row.path, self.reader).fps))
+            except (VideoReadError, OSError):
+                continue  # counted where it is loaded; the rate comes from the others
+        return float(statistics.median(rates)) if rates else None
 
 
 def _check(key: str, value: Any, ok: bool, why: str) -> None:

@@ -20,6 +20,7 @@ import torch
 
 from hjepa.data.transforms import to_model_input
 from hjepa.errors import UserError
+from hjepa.input_settings import RECORD_KEY, InputSettings
 from hjepa.models.config import HJEPAConfig
 from hjepa.models.hierarchy import HJEPA
 from hjepa.train.provenance import provenance
@@ -160,7 +161,7 @@ class HJEPAModule(L.LightningModule):
             else:  # no mask collator in the loader: draw V-JEPA's multi-block masks here
                 from hjepa.masks import MultiBlockMasks
 
-                grid = self.model.levels[0].encoder.grid(clip.shape)
+                grid = self.model.tubelet_grid(clip.shape)
                 if grid not in self._maskers:
                     self._maskers[grid] = MultiBlockMasks(grid, seed=self.global_rank)
                 masks_enc, masks_pred = self._maskers[grid](clip.shape[0])
@@ -218,6 +219,14 @@ class HJEPAModule(L.LightningModule):
 
     # --- checkpoints -------------------------------------------------------------------------
 
+    def _input_settings(self) -> InputSettings | None:
+        """What the clips of this run look like, from the trainer's data module (None without one:
+        a loop that feeds its own batches records nothing, and loading then falls back)."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        make = getattr(datamodule, "input_settings", None)
+        return make() if callable(make) else None
+
     def _non_persistent_buffers(self) -> dict[str, torch.Tensor]:
         saved = self.state_dict(keep_vars=True)
         return {name: buf for name, buf in self.named_buffers() if name not in saved}
@@ -229,6 +238,9 @@ class HJEPAModule(L.LightningModule):
             "optim_config": asdict(self.optim_config),
             **provenance(),
         }
+        settings = self._input_settings()
+        if settings is not None:
+            checkpoint["hjepa"][RECORD_KEY] = settings.to_dict()
         # What an exact resume needs beyond weights, optimizer and loops (the data loader's
         # position and sampler state are Lightning's, from the StatefulDataLoader): the global
         # random streams, the mask generators, and every buffer that state_dict leaves out

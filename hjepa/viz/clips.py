@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hjepa.data.readers import open_video
+from hjepa.data.readers import VideoReadError, open_video, video_info
+from hjepa.input_settings import InputSettings
 from hjepa.data.sampling import ClipSampler
 from hjepa.data.transforms import EvalClipTransform
 
-__all__ = ["VideoClip", "load_clip", "is_synthetic", "clip_windows"]
+__all__ = ["VideoClip", "load_clip", "is_synthetic", "clip_windows", "source_fps"]
 
 SYNTHETIC_PREFIX = "synthetic"
 
@@ -78,6 +79,19 @@ def clip_windows(available: int, frames_per_window: int, step: float, min_frames
     return max(need, min(fit, max_windows))
 
 
+def source_fps(video: str, reader: str, trained: InputSettings | None = None) -> float | None:
+    """The frame rate of ``video`` (a file's header; the synthetic world's), None when unreadable
+    (``load_clip`` then names the problem)."""
+    if is_synthetic(video):
+        from hjepa.data.synthetic import SyntheticConfig
+
+        return float(SyntheticConfig(**((trained.synthetic if trained else None) or {})).fps)
+    try:
+        return float(video_info(video, reader).fps)
+    except (OSError, VideoReadError):
+        return None
+
+
 def load_clip(
     video: str,
     frames_per_window: int,
@@ -89,6 +103,7 @@ def load_clip(
     start_frame: int = 0,
     reader: str = "decord",
     synthetic_config: dict | None = None,
+    target_fps: float | None = None,
 ) -> VideoClip:
     """Decode the clip to visualise.
 
@@ -97,18 +112,19 @@ def load_clip(
         frames_per_window: the model's window length.
         min_frames: the model's shortest clip (``HJEPAConfig.min_frames()``).
         resolution: square side the frames are resized to.
-        frame_step: source frames between clip frames.
+        frame_step: source frames between clip frames (ignored when ``target_fps`` is set).
         num_windows: windows in the clip (default: as many as fit, at most ``max_windows``).
         start_frame: first source frame.
         reader: ``decord`` or ``pyav``.
         synthetic_config: ``SyntheticConfig`` fields for synthetic videos (default config otherwise).
+        target_fps: resample the video to this frame rate (the model's: ``InputSettings.fps``).
     Raises:
         FileNotFoundError: no file at ``video``.
         hjepa.data.readers.VideoReadError: the file cannot be decoded.
     """
     if is_synthetic(video):
         return _synthetic_clip(video, frames_per_window, min_frames, resolution, frame_step, num_windows,
-                               max_windows, start_frame, synthetic_config)
+                               max_windows, start_frame, synthetic_config, target_fps)
     path = Path(video)
     if not path.is_file():
         raise FileNotFoundError(f"video {video!r}: no such file")
@@ -116,7 +132,7 @@ def load_clip(
     try:
         total, fps = int(r.num_frames), float(r.fps)
         idx, nominal = _indices(total, fps, frames_per_window, min_frames, frame_step, num_windows, max_windows,
-                                start_frame)
+                                start_frame, target_fps)
         frames = torch.as_tensor(np.asarray(r.get_batch(idx.tolist())))
     finally:
         r.close()
@@ -126,26 +142,29 @@ def load_clip(
 
 
 def _indices(total: int, fps: float, fpw: int, min_frames: int, frame_step: int, num_windows: int | None,
-             max_windows: int, start_frame: int) -> tuple[Tensor, Tensor]:
+             max_windows: int, start_frame: int, target_fps: float | None = None) -> tuple[Tensor, Tensor]:
     """``(frame_index [T], nominal_index [T])``: source frames to decode (clamped to the last
-    frame, the ``pad`` rule) and the frames they stand for at the sampling step."""
+    frame, the ``pad`` rule) and the frames they stand for at the sampling step (every
+    ``frame_step``-th frame, or ``fps / target_fps`` frames apart when ``target_fps`` is set)."""
     if total < 1:
         raise ValueError("video has no frame")
-    if frame_step < 1:
+    if target_fps is None and frame_step < 1:
         raise ValueError(f"frame_step={frame_step}: must be >= 1")
+    sampler = lambda w: ClipSampler(fpw, w, frame_step=None if target_fps else frame_step,  # noqa: E731
+                                    target_fps=target_fps, short_video="pad")
     start = max(0, min(int(start_frame), total - 1))
-    windows = num_windows or clip_windows(total - start, fpw, frame_step, min_frames, max_windows)
+    windows = num_windows or clip_windows(total - start, fpw, sampler(1).step(fps), min_frames, max_windows)
     if windows * fpw < min_frames:
         raise ValueError(f"num_windows={windows}: the model needs at least {min_frames} frames "
                          f"({math.ceil(min_frames / fpw)} windows of {fpw})")
-    offsets = ClipSampler(fpw, windows, frame_step=frame_step, short_video="pad").offsets(fps)
+    offsets = sampler(windows).offsets(fps)
     nominal = start + offsets
     return nominal.clamp(max=total - 1), nominal
 
 
 def _synthetic_clip(video: str, fpw: int, min_frames: int, resolution: int, frame_step: int,
                     num_windows: int | None, max_windows: int, start_frame: int,
-                    synthetic_config: dict | None) -> VideoClip:
+                    synthetic_config: dict | None, target_fps: float | None = None) -> VideoClip:
     from hjepa.data.synthetic import NOUNS, VERBS, SyntheticConfig, SyntheticVideos, verb_noun_of
 
     _, _, which = video.partition(":")
@@ -161,7 +180,7 @@ def _synthetic_clip(video: str, fpw: int, min_frames: int, resolution: int, fram
     g = val[index]
     truth = vids.video(g)
     idx, nominal = _indices(cfg.frames_per_video, cfg.fps, fpw, min_frames, frame_step, num_windows, max_windows,
-                            start_frame)
+                            start_frame, target_fps)
     frames = torch.as_tensor(vids.render(g, idx.numpy(), video=truth))
     if frames.shape[1] != resolution:
         frames = EvalClipTransform(resolution)(frames)

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hjepa.eval.data import checkpoint_data_config
 from hjepa.eval.metrics import cosine_similarity
-from hjepa.viz.clips import VideoClip, load_clip
+from hjepa.viz.clips import VideoClip, load_clip, source_fps
 from hjepa.viz.figures import (
     Curve,
     ImageRow,
@@ -67,7 +66,8 @@ def run_visualize(
         reader: ``decord`` or ``pyav``.
         resolution: frame side the model sees (default: the checkpoint's training resolution,
             else the synthetic data's).
-        frame_step: source frames between clip frames (default: the checkpoint's, else 1).
+        frame_step: source frames between clip frames (default: the video is resampled to the
+            frame rate the model was trained at, ``model.input_settings.fps``; else 1).
         num_windows: windows in the clip (default: as many as the video covers, at most ``max_windows``).
         max_windows: cap on windows when ``num_windows`` is not given.
         start_frame: first source frame of the clip.
@@ -83,8 +83,9 @@ def run_visualize(
     Returns:
         The summary (also written to ``out_dir/summary.json``). Flat keys:
 
-        - ``video``, ``num_frames`` (clip frames), ``source_frames``, ``fps``, ``frame_step``,
-          ``resolution``, ``clip_seconds``, ``padded_frames`` (clip frames repeating the last
+        - ``video``, ``num_frames`` (clip frames), ``source_frames``, ``fps`` (the video's),
+          ``frame_step`` or ``target_fps`` (how it was sampled), ``model_fps`` (the rate the
+          model was trained at), ``resolution``, ``clip_seconds``, ``padded_frames`` (clip frames repeating the last
           frame of a short video), ``num_levels``;
         - ``level{k}/step_s``: seconds one step of level k spans; ``level{k}/num_steps``;
         - ``level{k}/h{j}/horizon_s``: how far ahead horizon j of level k looks, in seconds;
@@ -108,9 +109,16 @@ def run_visualize(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_pretrained(ckpt, map_location=device)
-    data_cfg = checkpoint_data_config(ckpt)
-    res = resolution or int(data_cfg.get("resolution") or 64)
-    step = frame_step or int(data_cfg.get("frame_step") or 1)
+    trained = model.input_settings
+    res = resolution or (trained.resolution if trained else 64)
+    # The clip is sampled at the frame rate the model saw, whatever the video's own: a step then
+    # spans the seconds it was trained on. An explicit frame_step overrides.
+    target_fps = None
+    if frame_step is None and trained is not None:
+        sampling = trained.sampling_for(source_fps(video, reader, trained))
+        step, target_fps = sampling["frame_step"] or 1, sampling["target_fps"]
+    else:
+        step = frame_step or 1
     cfg = model.config
     clip = load_clip(
         video,
@@ -122,11 +130,13 @@ def run_visualize(
         max_windows=max_windows,
         start_frame=start_frame,
         reader=reader,
-        synthetic_config=data_cfg.get("synthetic") or None,
+        synthetic_config=(trained.synthetic if trained else None) or None,
+        target_fps=target_fps,
     )
     summary = visualize_clip(model, clip, out, columns=columns, neighbours=neighbours, gif_fps=gif_fps,
                              decoder=decoder, decoder_steps=decoder_steps, device=device, seed=seed)
-    summary.update({"frame_step": step, "resolution": res, "wall_time_s": time.perf_counter() - t0})
+    summary.update({"frame_step": None if target_fps else step, "target_fps": target_fps, "resolution": res,
+                    "model_fps": trained.fps if trained else None, "wall_time_s": time.perf_counter() - t0})
     summary = {k: summary[k] for k in sorted(summary)}
     path = out / "summary.json"
     summary["summary_json"] = str(path)
