@@ -15,7 +15,7 @@ observation end: a ridge regression from the flattened tokens to every object's 
 and ``cos`` of ``2*pi*x`` and ``2*pi*y``, the positions live on a torus), fitted on the training
 features and scored by its validation R^2 (``frame_labels_*.csv``; skipped when they are absent).
 
-    python tools/anticipation_feature_probe.py --run runs/anticipate/synthetic \\
+    python docs/anticipation_feature_probe.py --run runs/anticipate/synthetic \\
         --annotations runs/anticipate/synthetic/synthetic
 """
 

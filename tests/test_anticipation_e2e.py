@@ -336,12 +336,12 @@ def test_missing_videos_are_skipped_and_counted(pretrained, synthetic, tmp_path)
 
 
 def test_feature_probe_tool_reads_what_level1_sees(probe_run, synthetic, tmp_path):
-    # tools/anticipation_feature_probe.py on this run's cached features: level 1's context
+    # docs/anticipation_feature_probe.py on this run's cached features: level 1's context
     # names the running action (the one it watches) far above the majority class.
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "anticipation_feature_probe.py"
+    path = Path(__file__).resolve().parents[1] / "docs" / "anticipation_feature_probe.py"
     spec = importlib.util.spec_from_file_location("anticipation_feature_probe", path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)

@@ -12,11 +12,12 @@ from PIL import Image
 from test_eval_tiny_model import tiny_export  # noqa: F401 - session fixture (trains once)
 
 from hjepa.eval.evaluate import format_evaluation, run_evaluate
+from hjepa.viz.evaluation_plots import draw_evaluation
 
 # Every summary key is one of these documented patterns (see run_evaluate's docstring).
 KEY_PATTERNS = [
     r"ckpt|data|num_clips|batch_size|similarity|num_levels|skipped_videos|skipped_samples|wall_time_s",
-    r"error_plot|retrieval_plot",
+    r"error_plot|retrieval_plot|summary_json",
     r"input/(resolution|num_windows|frame_step|target_fps)",
     r"level\d+/step_s",
     r"level\d+/h\d+/(horizon_s|l1|cosine|copy_l1|copy_cosine|mean_l1|copy_offset_l1|copy_ratio|mean_ratio|count)",
@@ -36,7 +37,7 @@ KEY_PATTERNS = [
 def evaluation(tiny_export, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("evaluate")
     summary = run_evaluate(str(tiny_export), str(out), max_clips=64, batch_size=8, probe_steps=40, controls=True)
-    return summary, out
+    return draw_evaluation(summary), out  # what `hjepa evaluate` does after scoring
 
 
 def test_summary_is_flat_documented_and_finite(evaluation):

@@ -27,18 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--title", default=None)
     args = ap.parse_args(argv)
 
-    import torch
-
     from hjepa.data.transforms import to_model_input
     from hjepa.eval.data import eval_datamodule
     from hjepa.eval.evaluate import run_evaluate
+    from hjepa.viz.evaluation_plots import draw_evaluation
     from hjepa.eval.long_clips import length_errors
     from hjepa.loading import load_pretrained
 
     t0 = time.perf_counter()
     out = Path(args.out)
     work = out.parent / (out.stem + "_evaluate")
-    summary = run_evaluate(args.ckpt, str(work), max_clips=args.max_clips, probes=False, controls=True)
+    summary = draw_evaluation(run_evaluate(args.ckpt, str(work), max_clips=args.max_clips, probes=False, controls=True))
 
     model = load_pretrained(args.ckpt).eval()
     trained = model.input_settings

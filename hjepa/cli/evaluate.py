@@ -11,7 +11,9 @@ from hjepa.cli.function_cli import run_function_cli
 
 def main(argv: list[str]) -> None:
     from hjepa.eval.evaluate import format_evaluation, run_evaluate
+    from hjepa.viz.evaluation_plots import draw_evaluation
 
     summary = run_function_cli(run_evaluate, argv, "hjepa evaluate", __doc__.split("\n\n")[0],
                                aliases={"--out": "--out_dir"})
+    summary = draw_evaluation(summary)  # the numbers first, then their figures
     print(format_evaluation(summary))

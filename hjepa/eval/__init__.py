@@ -29,7 +29,7 @@ _LAZY = {
     "split_by_group": "hjepa.eval.probes",
     "r2_score": "hjepa.eval.probes",
     "run_evaluate": "hjepa.eval.evaluate",
-    "evaluation_plots": "hjepa.eval.evaluate",
+    "format_evaluation": "hjepa.eval.evaluate",
     "score_model": "hjepa.eval.scoring",
     "rollout": "hjepa.models.rollout",
     "length_errors": "hjepa.eval.long_clips",

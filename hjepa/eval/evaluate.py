@@ -16,7 +16,7 @@ from hjepa.eval.data import eval_datamodule
 from hjepa.eval.probes import split_by_group, train_probe
 from hjepa.eval.scoring import ScoreResult, score_model
 
-__all__ = ["run_evaluate", "evaluation_plots"]
+__all__ = ["run_evaluate", "format_evaluation", "level_horizons"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ def run_evaluate(
 
         Run: ``ckpt``, ``data`` (``synthetic:validation`` or the manifest), ``num_clips``,
         ``batch_size``, ``similarity``, ``num_levels``, ``skipped_videos`` (bad inputs skipped),
-        ``skipped_samples``, ``wall_time_s``, ``error_plot`` / ``retrieval_plot`` (paths);
+        ``skipped_samples``, ``wall_time_s``, ``summary_json`` (its path); ``error_plot`` /
+        ``retrieval_plot`` (paths, added by ``hjepa.viz.evaluation_plots.draw_evaluation``, which
+        ``hjepa evaluate`` runs after this);
         ``input/resolution``, ``input/num_windows``, and ``input/frame_step`` or
         ``input/target_fps``: how the clips were sampled (a manifest's videos are resampled to
         the model's frame rate, when the model records it).
@@ -193,9 +195,9 @@ def run_evaluate(
     summary.update(control_metrics)
     if probes:
         summary.update(_probe_summary(result, probe_steps, probe_val_fraction, seed))
-    summary.update(evaluation_plots(summary, out))
     summary["wall_time_s"] = time.perf_counter() - t0
     summary = _finite(summary)
+    summary["summary_json"] = str(out / "summary.json")
     summary = {k: summary[k] for k in sorted(summary)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     _log_to_wandb(summary)
@@ -261,7 +263,7 @@ def _finite(summary: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def _level_horizons(summary: dict[str, Any], k: int, suffix: str) -> list[int]:
+def level_horizons(summary: dict[str, Any], k: int, suffix: str) -> list[int]:
     js = []
     for j in itertools.count(1):
         if f"level{k}/h{j}/horizon_s" not in summary:
@@ -269,63 +271,6 @@ def _level_horizons(summary: dict[str, Any], k: int, suffix: str) -> list[int]:
         if f"level{k}/h{j}/{suffix}" in summary:
             js.append(j)
     return js
-
-
-def evaluation_plots(summary: dict[str, Any], out: Path) -> dict[str, str]:
-    """Error and retrieval vs horizon in seconds, one line per level, baselines dashed.
-
-    Returns ``{"error_plot": path, "retrieval_plot": path}``.
-    """
-    from hjepa.viz.figures import Curve, Panel, horizon_curves_figure, level_color, save_figure
-
-    n = int(summary["num_levels"])
-    err, ratio, top1, mrr, clips = [], [], [], [], []
-    for k in range(1, n + 1):
-        js = _level_horizons(summary, k, "l1")
-        if not js:
-            continue
-        x = [summary[f"level{k}/h{j}/horizon_s"] for j in js]
-        c = level_color(k)
-        g = lambda name: [summary[f"level{k}/h{j}/{name}"] for j in js]  # noqa: E731
-        err += [Curve(f"level {k}", x, g("l1"), color=c),
-                Curve(f"level {k} copy", x, g("copy_l1"), color=c, style="--", marker="s"),
-                Curve(f"level {k} mean", x, g("mean_l1"), color=c, style="-.", marker="^")]
-        ratio += [Curve(f"level {k} copy", x, g("copy_ratio"), color=c, style="--", marker="s"),
-                  Curve(f"level {k} mean", x, g("mean_ratio"), color=c, style="-.", marker="^")]
-        top1 += [Curve(f"level {k}", x, g("retrieval_top1"), color=c),
-                 Curve(f"level {k} copy", x, g("copy_retrieval_top1"), color=c, style="--", marker="s"),
-                 Curve(f"level {k} chance", x, g("retrieval_chance_top1"), color=c, style=":", marker="")]
-        mrr += [Curve(f"level {k}", x, g("retrieval_mrr"), color=c),
-                Curve(f"level {k} copy", x, g("copy_retrieval_mrr"), color=c, style="--", marker="s"),
-                Curve(f"level {k} chance", x, g("retrieval_chance_mrr"), color=c, style=":", marker="")]
-        clips += [Curve(f"level {k}", x, g("retrieval_clips_top1"), color=c),
-                  Curve(f"level {k} copy", x, g("copy_retrieval_clips_top1"), color=c, style="--", marker="s"),
-                  Curve(f"level {k} chance", x, g("retrieval_clips_chance_top1"), color=c, style=":", marker="")]
-        if k > 1 and f"level{k}/h{js[0]}/level1_rollout_retrieval_top1" in summary:
-            c1 = level_color(1)
-            top1.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_top1"), color=c1,
-                              style=(0, (1, 1.5)), marker="D"))
-            mrr.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_mrr"), color=c1,
-                             style=(0, (1, 1.5)), marker="D"))
-            clips.append(Curve(f"level 1 rolled out (L{k} times)", x, g("level1_rollout_retrieval_clips_top1"),
-                               color=c1, style=(0, (1, 1.5)), marker="D"))
-    styles = {"--": "copy-the-present", "-.": "mean target", ":": "chance"}
-    paths = {"error_plot": out / "error_vs_horizon.png", "retrieval_plot": out / "retrieval_vs_horizon.png"}
-    fig = horizon_curves_figure(
-        [Panel("prediction error (lower is better)", "L1 to layer-normed target", err),
-         Panel("ratio to the baselines (below 1 beats it)", "error / baseline error", ratio,
-               hlines=[(1.0, "as good as the baseline")], logy=_spans_decades([v for c in ratio for v in c.y]))],
-        title="prediction error vs horizon, every level on one time axis", style_labels=styles,
-    )
-    save_figure(fig, paths["error_plot"])
-    fig = horizon_curves_figure(
-        [Panel("true future among all steps: top-1", "top-1 accuracy", top1, ylim=(0, 1.02)),
-         Panel("true future among all steps: MRR", "mean reciprocal rank", mrr, ylim=(0, 1.02)),
-         Panel("this clip's future among the clips\n(same time): top-1", "top-1 accuracy", clips, ylim=(0, 1.02))],
-        title=f"retrieval among the batch's steps ({summary.get('batch_size')} clips per batch)", style_labels=styles,
-    )
-    save_figure(fig, paths["retrieval_plot"])
-    return {k: str(v) for k, v in paths.items()}
 
 
 def format_evaluation(summary: dict[str, Any]) -> str:
@@ -343,7 +288,7 @@ def format_evaluation(summary: dict[str, Any]) -> str:
         return format(scale * v, spec) if v is not None else format("-", spec.split(".")[0])
 
     for k in range(1, n + 1):
-        for j in _level_horizons(summary, k, "l1"):
+        for j in level_horizons(summary, k, "l1"):
             g = lambda name: summary.get(f"level{k}/h{j}/{name}")  # noqa: E731
             rows.append(f"{k:>6}  {g('horizon_s'):>6.2f}s  {cell(g('skill'), '>6.3f')}  {g('best_baseline') or '-':>13}"
                         f"  {cell(g('retrieval_clips_top1'), '>11.1f', 100)}"
@@ -352,7 +297,7 @@ def format_evaluation(summary: dict[str, Any]) -> str:
                         f"  {cell(g('level1_rollout_retrieval_clips_top1'), '>13.1f', 100)}")
     for prefix, name in (("control_noise", "noise clips"), ("control_shuffle", "another clip's future")):
         cells = [f"L{k} {j * summary[f'level{k}/step_s']:.2f}s {summary[key]:.3f}"
-                 for k in range(1, n + 1) for j in _level_horizons(summary, k, "l1")
+                 for k in range(1, n + 1) for j in level_horizons(summary, k, "l1")
                  if (key := f"{prefix}/level{k}/h{j}/skill") in summary and summary[key] is not None
                  and summary.get(f"level{k}/step_s") is not None]
         if cells:
@@ -366,25 +311,17 @@ def format_evaluation(summary: dict[str, Any]) -> str:
                  if (key := f"level{k}/probe_{kind}/{name}") in summary]
         rows.append(f"probe {name} ({summary[f'probe/{name}/metric']}, chance {summary[f'probe/{name}/chance']:.3f}): "
                     + ", ".join(cells))
-    rows.append(f"plots: {summary['error_plot']}, {summary['retrieval_plot']}")
+    if "error_plot" in summary:
+        rows.append(f"plots: {summary['error_plot']}, {summary['retrieval_plot']}")
     return "\n".join(rows)
 
 
-def _spans_decades(values: list[float]) -> bool:
-    """Log scale when positive values span more than a factor of 20 (a level far off its baseline)."""
-    pos = [v for v in values if v > 0]
-    return bool(pos) and max(pos) / min(pos) > 20
-
-
 def _log_to_wandb(summary: dict[str, Any]) -> None:
-    """Plots and scalars to the active wandb run, if there is one (never starts one)."""
+    """Scalars to the active wandb run, if there is one (never starts one)."""
     try:
         import wandb
     except ImportError:
         return
     if getattr(wandb, "run", None) is None:
         return
-    logged: dict[str, Any] = {f"evaluate/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-    logged["evaluate/error_plot"] = wandb.Image(summary["error_plot"])
-    logged["evaluate/retrieval_plot"] = wandb.Image(summary["retrieval_plot"])
-    wandb.run.log(logged)
+    wandb.run.log({f"evaluate/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
