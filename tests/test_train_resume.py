@@ -95,6 +95,10 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_bit_identical(tmp_path: Path) -
     differ = sorted({(ra["step"], k) for ra, rb in zip(rows_a, rows_b) for k in ra if ra[k] != rb.get(k)})
     print(f"kill-and-resume max abs difference: weights {weight_diff}, optimizer state {optim_diff}")
     assert not differ, f"logged metrics differ after resume at (step, key): {differ[:12]}"
+    # The summary covers the whole run, its first steps included (they ran before the kill).
+    for key, value in reference.items():
+        if key.endswith(("_first", "_final")) or key == "loss_first":
+            assert resumed[key] == value, (key, resumed[key], value)
 
 
 def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path: Path) -> None:

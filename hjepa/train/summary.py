@@ -65,6 +65,23 @@ class SummaryCallback(L.Callback):
         if row:
             self.history.append(row)
 
+    # The history travels in every checkpoint, so a resumed run's summary covers the whole run:
+    # ``_first`` is the first steps of the run, not of the resumed part. Stored as one float
+    # tensor [rows, keys] (NaN: not logged at that step) and a list of key names, which
+    # torch.load(weights_only=True) reads.
+    def state_dict(self) -> dict[str, Any]:
+        keys = sorted({k for row in self.history for k in row})
+        table = torch.full((len(self.history), len(keys)), float("nan"), dtype=torch.float64)
+        for i, row in enumerate(self.history):
+            for j, k in enumerate(keys):
+                if k in row:
+                    table[i, j] = row[k]
+        return {"keys": keys, "history": table}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        keys, table = state["keys"], state["history"]
+        self.history = [{k: float(v) for k, v in zip(keys, row.tolist()) if not math.isnan(v)} for row in table]
+
     def _series(self, key: str) -> list[float]:
         return [r[key] for r in self.history if key in r]
 
