@@ -89,3 +89,21 @@ def test_weighted_rows_resume_too() -> None:
 def test_bad_sampler_arguments_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SeededRowSampler(**kwargs)
+
+
+def test_ranks_share_one_epoch_and_each_resumes_its_own_part() -> None:
+    """Under DDP every rank draws the same epoch and keeps a disjoint share of it."""
+    ranks = [SeededRowSampler(10, seed=3, rank=r, world_size=3) for r in range(3)]
+    epochs = [list(s) for s in ranks]
+    assert [len(e) for e in epochs] == [3, 3, 3]
+    rows = [row for e in epochs for row, _ in e]
+    assert len(set(rows)) == 9  # disjoint: 9 of the 10 rows, the tenth left out this epoch
+    assert [r for r, _ in list(SeededRowSampler(10, seed=3))[1::3][:3]] == [r for r, _ in epochs[1]]
+    it = iter(SeededRowSampler(10, seed=3, rank=2, world_size=3))
+    next(it)
+    state = it.state_dict()
+    fresh = iter(SeededRowSampler(10, seed=3, rank=2, world_size=3))
+    fresh.load_state_dict(state)
+    assert list(fresh) == epochs[2][1:]
+    with pytest.raises(ValueError, match="rank=3"):
+        SeededRowSampler(10, rank=3, world_size=3)

@@ -118,3 +118,44 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(tmp_path: Path) -> None
     # The same file through plain pickle does create it: the test's checkpoint is a real threat.
     torch.load(last, weights_only=False)
     assert marker.exists()
+
+
+DDP = ["--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+
+
+def _pretrain_process(run_dir: Path, *extra: str) -> subprocess.Popen:
+    # Its own session: Lightning's DDP launcher starts the second rank as a child process, and a
+    # lost node loses both, so the kill below goes to the whole group.
+    return subprocess.Popen([sys.executable, "-m", "hjepa.cli.main", "pretrain", "--run_dir", str(run_dir), *ARGS,
+                             *DDP, *extra], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+def test_a_ddp_run_killed_and_resumed_ends_bit_identical(tmp_path: Path) -> None:
+    """Two CPU processes (gloo): every rank's loader position and random state come back."""
+    reference = _pretrain_process(tmp_path / "uninterrupted")
+    assert reference.wait(timeout=900) == 0, reference.stderr.read().decode()[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = _pretrain_process(killed)
+    ckpts = killed / "checkpoints"
+    deadline = time.time() + 900
+    while not ((ckpts / f"step{EVERY:06d}.ckpt").is_file() and (ckpts / "last.ckpt").is_file()):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, "no checkpoint within 15 minutes"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = _pretrain_process(killed, "--ckpt_path=last")
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read().decode()[-3000:]
+
+    a = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == STEPS
+    diff = _max_abs_diff(a["state_dict"], b["state_dict"])
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), (key, diff)
+    for rank in (0, 1):  # each rank trained on the same samples, in the same order
+        name = f"seen_video_index.rank{rank}.txt"
+        assert (tmp_path / "uninterrupted" / name).read_text() == (killed / name).read_text(), name

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 SEED_BITS = 62  # per-sample seeds are drawn in [0, 2**62): plain Python ints, any generator takes them
 
@@ -46,7 +46,10 @@ class _Epoch(Iterator[tuple[int, int]]):
             else:
                 rows = torch.multinomial(s.weights, s.num_samples, replacement=True, generator=g)
             seeds = torch.randint(0, 2**SEED_BITS, (s.num_samples,), generator=g)
-            self.items = list(zip(rows.tolist(), seeds.tolist()))
+            # Every rank draws the same epoch from the same generator and keeps its own share,
+            # so the split is a function of the saved state too.
+            items = list(zip(rows.tolist(), seeds.tolist()))
+            self.items = items[s.rank :: s.world_size][: len(s)]
         return self.items
 
     def __iter__(self) -> "_Epoch":
@@ -72,20 +75,29 @@ class _Epoch(Iterator[tuple[int, int]]):
         self.yielded = int(state["yielded"])
 
 
-class SeededRowSampler(Sampler[tuple[int, int]]):
+class SeededRowSampler(DistributedSampler):
     """Yields ``(row, seed)`` for ``num_samples`` rows an epoch (see module docstring).
+
+    Under DDP every rank draws the same epoch and takes every ``world_size``-th draw from
+    ``rank`` on (``num_samples // world_size`` each; the remainder, a different few rows every
+    epoch, is left out). It is a ``DistributedSampler`` so that Lightning, which would otherwise
+    wrap it in a sampler of its own whose position no checkpoint holds, uses it as it is; it
+    shares nothing else with torch's (``set_epoch`` is not needed: the generator moves on).
 
     Args:
         num_rows: rows of the dataset.
         seed: seed of the sampler's own generator (the global RNG is never consumed).
         weights: optional non-negative weight per row (positive sum): rows are then drawn with
             replacement in proportion to them; None: a fresh permutation every epoch.
-        num_samples: samples per epoch (default ``num_rows``; at most ``num_rows`` without weights).
+        num_samples: samples per epoch over all ranks (default ``num_rows``; at most
+            ``num_rows`` without weights).
+        rank, world_size: this process's rank and the number of processes.
     """
 
     def __init__(
-        self, num_rows: int, seed: int = 0, weights: Sequence[float] | None = None, num_samples: int | None = None
-    ) -> None:
+        self, num_rows: int, seed: int = 0, weights: Sequence[float] | None = None, num_samples: int | None = None,
+        rank: int = 0, world_size: int = 1,
+    ) -> None:  # DistributedSampler.__init__ is not called: it wants a dataset and a process group
         if num_rows < 1:
             raise ValueError(f"num_rows={num_rows}: the dataset has no rows to sample")
         self.num_rows = int(num_rows)
@@ -100,10 +112,19 @@ class SeededRowSampler(Sampler[tuple[int, int]]):
             self.weights = w
         elif not 1 <= self.num_samples <= self.num_rows:
             raise ValueError(f"num_samples={self.num_samples}: need 1..{self.num_rows} without weights")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} is not in 0..{world_size - 1}")
+        if self.num_samples < world_size:
+            raise ValueError(f"{self.num_samples} samples an epoch cannot be split over {world_size} processes")
+        self.rank, self.world_size = int(rank), int(world_size)
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def __iter__(self) -> _Epoch:
         return _Epoch(self)
 
     def __len__(self) -> int:
-        return self.num_samples
+        """Samples this rank yields an epoch."""
+        return self.num_samples // self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing to do: each epoch continues the generator (Lightning calls this every epoch)."""

@@ -252,7 +252,10 @@ class VideoDataModule(L.LightningDataModule):
         """
         sampler = None
         if train:
-            sampler = SeededRowSampler(len(dataset), seed=self.seed, weights=self._train_row_weights)
+            trainer = self.trainer  # None outside a Trainer (one process)
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+            sampler = SeededRowSampler(len(dataset), seed=self.seed, weights=self._train_row_weights,
+                                       rank=rank, world_size=world)
         workers = self.num_workers
         with warnings.catch_warnings():  # torchdata 0.11 calls a deprecated torch API on every loader
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated")

@@ -11,6 +11,7 @@ be rebuilt from the file alone (``hjepa.load_pretrained``).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
@@ -26,6 +27,8 @@ from hjepa.models.hierarchy import HJEPA
 from hjepa.train.provenance import provenance
 from hjepa.train.rng_state import capture_rng, restore_rng
 from hjepa.train.schedules import ema_momentum, linear_ramp, warmup_cosine
+
+log = logging.getLogger(__name__)
 
 VALIDATION_SEED = 0  # every validation pass draws its random samples from this seed
 
@@ -245,13 +248,41 @@ class HJEPAModule(L.LightningModule):
         # position and sampler state are Lightning's, from the StatefulDataLoader): the global
         # random streams, the mask generators, and every buffer that state_dict leaves out
         # (non-persistent running statistics behind the logged metrics), whatever they are called.
+        mine = self._rank_resume_state(checkpoint)
         checkpoint["hjepa_resume"] = {
+            **{k: v for k, v in mine.items() if k != "combined_loader"},
+            "buffers": {name: buf.detach().cpu().clone() for name, buf in self._non_persistent_buffers().items()},
+            # Lightning writes rank 0's file; every rank's loader position, random streams and
+            # mask generators are gathered into it, so each rank resumes exactly where it was.
+            "ranks": _gather_objects(mine),
+        }
+
+    def _rank_resume_state(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """What differs between ranks: random streams, mask generators, samples seen, loader position."""
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        return {
             "rng": capture_rng(),
             "maskers": [{"grid": list(grid), "seed": m.seed, "generator": m.generator.get_state()}
                         for grid, m in self._maskers.items()],
-            "buffers": {name: buf.detach().cpu().clone() for name, buf in self._non_persistent_buffers().items()},
             "seen_video_index": torch.tensor(self.seen_video_index, dtype=torch.long),
+            "combined_loader": fit_loop.get("combined_loader"),
         }
+
+    def _this_ranks_resume_state(self, checkpoint: dict[str, Any], resume: dict[str, Any]) -> dict[str, Any]:
+        """This rank's part of the resume state; its loader position replaces rank 0's in the loops."""
+        ranks = resume.get("ranks")
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if not ranks:
+            return resume  # written before per-rank state, or by one process
+        if len(ranks) != world:
+            log.warning("checkpoint written by %d process(es), resumed on %d: the data order and random streams "
+                        "continue from rank 0's, not exactly", len(ranks), world)
+            return resume
+        mine = ranks[self.global_rank]
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict")
+        if isinstance(fit_loop, dict) and mine.get("combined_loader") is not None:
+            fit_loop["combined_loader"] = mine["combined_loader"]
+        return mine
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hjepa", {}).get("model_config")
@@ -282,9 +313,19 @@ class HJEPAModule(L.LightningModule):
             owner._buffers[leaf] = value.to(current.device if current is not None else self.device)
         from hjepa.masks import MultiBlockMasks
 
-        for m in resume["maskers"]:
+        mine = self._this_ranks_resume_state(checkpoint, resume)
+        for m in mine["maskers"]:
             masker = MultiBlockMasks(tuple(m["grid"]), seed=m["seed"])
             masker.generator.set_state(m["generator"])
             self._maskers[tuple(m["grid"])] = masker
-        self.seen_video_index = resume["seen_video_index"].tolist()
-        self._rng_to_restore = resume["rng"]
+        self.seen_video_index = mine["seen_video_index"].tolist()
+        self._rng_to_restore = mine["rng"]
+
+
+def _gather_objects(obj: Any) -> list[Any]:
+    """``[obj of rank 0, obj of rank 1, ...]`` (``[obj]`` outside a process group)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, obj)
+    return out
