@@ -77,6 +77,20 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
     model.load_state_dict(state, strict=True)
 
 
+def build_model(config: HJEPAConfig) -> HJEPA:
+    """A new ``HJEPA`` for training: random weights, and level 1 from ``config.encoder.pretrained``
+    when it names a file (V-JEPA / V-JEPA 2 / transformers weights, read without running code;
+    sizes come from the config and the strict load names any difference)."""
+    model = HJEPA(config)
+    enc = config.encoder
+    if enc.pretrained:
+        from hjepa.models.pretrained import encoder_state_dict, load_state_file
+
+        state = encoder_state_dict(load_state_file(enc.pretrained), enc.pretrained_key, source=enc.pretrained)
+        model.load_level1_encoder(state, source=enc.pretrained)
+    return model
+
+
 def input_settings_of(record: dict[str, Any], legacy: Any, frames_per_window: int,
                       source: str) -> InputSettings | None:
     """The input record of a file: ``record`` (written since the record exists) or, for an older
@@ -94,9 +108,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> H
     if not isinstance(meta, dict) or "model_config" not in meta:
         raise ValueError(f"{source} has no 'hjepa' entry with a model_config: it was not written by hjepa pretrain")
     config = HJEPAConfig.from_dict(meta["model_config"])
-    # A pretrained level-1 path in the config is not needed: the checkpoint holds the weights.
-    config.encoder.pretrained = None
-    model = HJEPA(config)
+    model = HJEPA(config)  # the checkpoint holds every weight: encoder.pretrained is not read again
     state = {k[len(_MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_MODEL_PREFIX)}
     load_state_dict_strict(model, state, source)
     legacy = meta.get("data_config") or ckpt.get("datamodule_hyper_parameters")
@@ -122,7 +134,6 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
         state, config_dict = load_export(path)
         cfg = config_dict.get("model_config", config_dict)
         config = HJEPAConfig.from_dict(cfg)
-        config.encoder.pretrained = None
         model = HJEPA(config)
         load_state_dict_strict(model, state, f"export {path}")
         model.input_settings = input_settings_of(config_dict.get(RECORD_KEY), config_dict.get("data_config"),

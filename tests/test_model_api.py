@@ -64,3 +64,19 @@ def test_trainable_parts_never_include_the_target_encoder() -> None:
         targets = {id(p) for p in model.levels[k].target_encoder.parameters()} if hasattr(
             model.levels[k], "target_encoder") else set()
         assert parts and not any(id(p) in targets for m in parts for p in m.parameters())
+
+
+def test_weights_files_are_read_by_loading_not_by_the_constructor(tmp_path) -> None:
+    from hjepa.loading import build_model
+
+    source = HJEPA(tiny_config())
+    path = tmp_path / "encoder.pt"
+    torch.save(source.levels[0].encoder.vit.state_dict(), path)
+    cfg = tiny_config()
+    cfg.encoder.pretrained = str(tmp_path / "missing.pt")
+    HJEPA(cfg)  # builds: the constructor does not open the file
+    cfg.encoder.pretrained = str(path)
+    model = build_model(cfg)
+    for name, value in source.levels[0].encoder.vit.state_dict().items():
+        assert torch.equal(model.levels[0].encoder.vit.state_dict()[name], value), name
+        assert torch.equal(model.levels[0].target_encoder.vit.state_dict()[name], value), name  # the EMA copy too

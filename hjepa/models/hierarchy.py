@@ -126,12 +126,6 @@ class HJEPA(nn.Module):
             grad_checkpointing=enc.grad_checkpointing,
             **overrides,
         )
-        if enc.pretrained:
-            # Sizes come from the config and must match the file: the strict load names any difference.
-            from hjepa.models.pretrained import encoder_state_dict, load_encoder_state_dict, load_state_file
-
-            state = encoder_state_dict(load_state_file(enc.pretrained), enc.pretrained_key, source=enc.pretrained)
-            load_encoder_state_dict(vit, state, source=enc.pretrained)
         common = dict(
             loss_kind=config.loss,
             vicreg_var_weight=config.vicreg_var_weight,
@@ -164,6 +158,20 @@ class HJEPA(nn.Module):
         # The clips it was trained on (set by hjepa.load_pretrained from the file's record): the
         # one source of the frame rate behind step_seconds, and of every task's clip defaults.
         self.input_settings: InputSettings | None = None
+
+    def load_level1_encoder(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Put pretrained weights (our-named, ``hjepa.models.pretrained.encoder_state_dict``) into
+        level 1's ViT, strictly, and into its EMA target copy, which starts equal to it.
+
+        The constructor never reads files (``hjepa.loading.build_model`` does, for
+        ``encoder.pretrained``); this is where their tensors go.
+        """
+        from hjepa.models.pretrained import load_encoder_state_dict
+
+        level = self.levels[0]
+        load_encoder_state_dict(level.encoder.vit, state, source=source)
+        if level.target_encoder is not None:
+            level.target_encoder.load_state_dict(level.encoder.state_dict())
 
     # --- bookkeeping ----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from hjepa.data.transforms import to_model_input
 from hjepa.errors import UserError
 from hjepa.input_settings import RECORD_KEY, InputSettings
 from hjepa.models.config import HJEPAConfig
-from hjepa.models.hierarchy import HJEPA
+from hjepa.loading import build_model
 from hjepa.train.provenance import provenance
 from hjepa.train.rng_state import capture_rng, restore_rng
 from hjepa.train.schedules import ema_momentum, linear_ramp, warmup_cosine
@@ -84,7 +84,7 @@ class HJEPAModule(L.LightningModule):
         model = arch
         self.model_config = model
         self.optim_config = optim
-        self.model = HJEPA(model)
+        self.model = build_model(model)  # reads encoder.pretrained, if set
         if optim.level_lr_scale is not None and len(optim.level_lr_scale) != model.num_levels:
             raise ValueError(
                 f"config key 'optim.level_lr_scale' has {len(optim.level_lr_scale)} entries; the model has "
