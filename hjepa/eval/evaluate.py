@@ -15,6 +15,7 @@ import torch
 from hjepa.eval.data import eval_datamodule
 from hjepa.eval.probes import split_by_group, train_probe
 from hjepa.eval.scoring import ScoreResult, score_model
+from hjepa.wandb_run import active_run
 
 __all__ = ["run_evaluate", "format_evaluation", "level_horizons"]
 
@@ -318,10 +319,5 @@ def format_evaluation(summary: dict[str, Any]) -> str:
 
 def _log_to_wandb(summary: dict[str, Any]) -> None:
     """Scalars to the active wandb run, if there is one (never starts one)."""
-    try:
-        import wandb
-    except ImportError:
-        return
-    if getattr(wandb, "run", None) is None:
-        return
-    wandb.run.log({f"evaluate/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
+    if (active := active_run()) is not None:
+        active[1].log({f"evaluate/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})

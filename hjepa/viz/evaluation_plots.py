@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from hjepa.eval.evaluate import level_horizons
-from hjepa.viz.figures import Curve, Panel, horizon_curves_figure, level_color, save_figure
+from hjepa.viz.figures import (
+    Curve,
+    Panel,
+    horizon_curves_figure,
+    level_color,
+    save_figure,
+)
+from hjepa.wandb_run import active_run
 
 __all__ = ["draw_evaluation", "evaluation_plots"]
 
@@ -94,10 +101,6 @@ def _spans_decades(values: list[float]) -> bool:
 
 
 def _log_to_wandb(summary: dict[str, Any]) -> None:
-    try:
-        import wandb
-    except ImportError:
-        return
-    if getattr(wandb, "run", None) is None:
-        return
-    wandb.run.log({f"evaluate/{k}": wandb.Image(summary[k]) for k in ("error_plot", "retrieval_plot")})
+    if (active := active_run()) is not None:
+        wandb, run = active
+        run.log({f"evaluate/{k}": wandb.Image(summary[k]) for k in ("error_plot", "retrieval_plot")})

@@ -30,6 +30,7 @@ from hjepa.viz.figures import (
 )
 from hjepa.viz.gif import compose_panels, write_gif
 from hjepa.viz.pca import PCAProjector, fit_pca
+from hjepa.wandb_run import active_run
 
 __all__ = ["run_visualize", "visualize_clip"]
 
@@ -483,12 +484,9 @@ def _decoded_predictions(l1: dict, frames: np.ndarray, hg: int, wg: int, model: 
 
 def _log_to_wandb(summary: dict[str, Any]) -> None:
     """Images to the active wandb run, if there is one (never starts a run or a network call)."""
-    try:
-        import wandb
-    except ImportError:
+    if (active := active_run()) is None:
         return
-    if getattr(wandb, "run", None) is None:
-        return
+    wandb, run = active
     images = {f"visualize/{k[:-4]}": wandb.Image(summary[k]) for k in ("timeline_png", "nearest_png", "curves_png")}
     images["visualize/level1_gif"] = wandb.Video(summary["gif"], format="gif")
-    wandb.run.log(images)
+    run.log(images)
