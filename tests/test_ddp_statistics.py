@@ -48,6 +48,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save({"loss": loss / world, "grads": _grads(model),
                     "vicreg_var": outp.levels[0].stats["vicreg_var"]}, out)
+    # Both ranks leave together: a rank that tears gloo down while the other still writes can
+    # abort the process ("terminate called without an active exception"; seen once here).
+    dist.barrier()
     dist.destroy_process_group()
 
 
