@@ -71,9 +71,14 @@ def test_a_checkpoint_from_another_model_says_what_does_not_match(tmp_path: Path
 
 def test_benchmark_reports_ours_beside_the_reference(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    hjepa_main(["benchmark", "--out", str(tmp_path), "--model", "micro", "--frames", "4", "--size", "32",
-                "--batch", "1", "--steps", "1", "--decoding", "false"])
+    hjepa_main(["benchmark", "--out", str(tmp_path), "--model", "micro", "--frames", "8", "--size", "32",
+                "--batch", "1", "--steps", "1", "--windows", "[1, 2]", "--pipeline", "false", "--decoding", "false"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["train/ours_clips_per_s"] > 0 and summary["train/reference_clips_per_s"] > 0
     assert summary["train/speedup_vs_reference"] == pytest.approx(
         summary["train/reference_step_s"] / summary["train/ours_step_s"])
+    for name in ("ours", "reference"):
+        assert summary[f"train/{name}_gflop_per_clip"] > 0
+        assert 0 < summary[f"train/{name}_mfu"] < 1
+    assert 0 < summary["train/reference_context_fraction"] < 0.5  # V-JEPA's context: a minority of tokens
+    assert summary["train/windows2_s_per_window"] == pytest.approx(summary["train/windows2_s_per_clip"] / 2)

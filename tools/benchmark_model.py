@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Level-1 JEPA training step, ours vs transformers' VJEPA2Model (see hjepa/bench/model_step.py).
+"""hjepa pretrain's training step beside V-JEPA 2's (transformers), see hjepa/bench/model_step.py.
 
-    python tools/benchmark_model.py [--model small] [--frames 16] [--size 128] [--batch 4] [--bf16] [--device cuda] [--json F]
+    python tools/benchmark_model.py [--config F | --model small --frames 16 --size 128] [--batch 4]
+        [--precision bf16] [--compile] [--windows 1 2 4 8] [--device cuda] [--json F]
 """
 
 from hjepa.bench.model_step import main

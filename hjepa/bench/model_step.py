@@ -1,201 +1,239 @@
-"""Time one level-1 JEPA training step of VideoViT against transformers' VJEPA2Model.
+"""Time ``hjepa pretrain``'s training step beside V-JEPA 2's, as ratios from one run.
 
-One step = EMA target encoder forward (no grad) -> layer norm of its tokens; context encoder
-forward; L1 loss between the two; backward; AdamW step; EMA update of the target. The same step
-is run for our ``VideoViT`` and for transformers' ``VJEPA2Model`` built from a ``VJEPA2Config``
-of the same sizes (random weights; its encoder's last hidden state is used the same way).
+Ours is :class:`hjepa.bench.train_step.HJEPATrainStep`: ``HJEPAModule``'s own training step
+(the config's objectives, forward, backward, clipping, AdamW with its schedules, EMA). The
+reference is :class:`hjepa.bench.reference.VJEPA2ReferenceStep`: transformers' ``VJEPA2Model``
+encoder and predictor with V-JEPA's multi-block context/target masks. Both run on the same
+uint8 batch, interleaved (ours, reference, ours, ...) so that load from other processes hits
+both alike; the median step time is reported.
 
-The two models' steps are interleaved (ours, reference, ours, ...) so that load from other
-processes on a shared machine hits both alike; the median step time is reported. Model FLOPs
-utilisation (MFU) divides the model's matmul FLOPs per second by a matrix-product peak measured
-here in the step's precision (best of a large square matmul, before and after the timed steps).
-On a GPU each step is timed between two ``cuda.synchronize`` calls, so queued kernels count.
+Per step: FLOPs from ``torch.utils.flop_counter`` (one counted step, forward and backward),
+achieved FLOP/s, MFU against a matrix-product peak measured here in the step's precision, and
+peak memory (see ``hjepa.bench.measure.PeakMemory`` for what that is on CPU). The ``windows``
+rows time our step on clips of 1, 2, 4 and 8 windows (batch 1): cost per window must stay flat.
 
     python tools/benchmark_model.py                      # ViT-S/16, 16 x 128 x 128, batch 4
-    python tools/benchmark_model.py --json bench.json --steps 8 --compile
-    python tools/benchmark_model.py --device cuda --bf16 --size 224 --batch 32
+    python tools/benchmark_model.py --config configs/pretrain/default.yaml --windows 1 2 4
+    python tools/benchmark_model.py --device cuda --precision bf16 --json bench.json
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+import yaml
 
-from hjepa.models.vit import build_encoder
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from hjepa.bench.measure import PeakMemory, count_flops, matmul_peak_flops, sync
+from hjepa.bench.train_step import HJEPATrainStep, random_batch
+from hjepa.models.config import EncoderConfig, HJEPAConfig, LevelConfig, PredictorConfig
+from hjepa.train.module import OptimConfig
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32,
-                      device: torch.device | str = "cpu") -> float:
-    """Best FLOP/s of an n x n x n matrix product in ``dtype`` on ``device`` (default threads)."""
-    device = torch.device(device)
-    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    torch.mm(a, b)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+@dataclass
+class BenchSetup:
+    """What one benchmarked step trains: the module's configuration and the clip it sees.
+
+    ``frames`` = windows x ``arch.frames_per_window``; the batch is ``[batch, frames, size, size, 3]``.
+    """
+
+    arch: HJEPAConfig
+    optim: OptimConfig
+    gradient_clip_val: float | None
+    frames: int
+    size: int
+    batch: int
+    source: str
+
+    def with_windows(self, windows: int, batch: int) -> "BenchSetup":
+        return BenchSetup(self.arch, self.optim, self.gradient_clip_val, windows * self.arch.frames_per_window,
+                          self.size, batch, self.source)
 
 
-def encoder_flops(dim: int, depth: int, mlp_hidden: int, tokens: int, patch_in: int, batch: int) -> float:
-    """Matmul FLOPs of one encoder forward (multiply-add = 2): patch embed, qkv, attention, proj, MLP."""
-    per_token_linear = 3 * dim * dim + dim * dim + 2 * dim * mlp_hidden  # qkv, proj, fc1, fc2
-    attn = 2 * tokens * dim  # QK^T and AV, per query token, summed over heads
-    per_layer = 2 * batch * tokens * (per_token_linear + attn)
-    return depth * per_layer + 2 * batch * tokens * patch_in * dim
-
-
-class JEPAStep:
-    """Context encoder + EMA target encoder + AdamW; ``encode(model, x) -> tokens [B, N, D]``."""
-
-    def __init__(self, encoder: nn.Module, encode: Callable[[nn.Module, Tensor], Tensor], lr: float = 1e-4) -> None:
-        self.encoder = encoder.train()
-        self.target = copy.deepcopy(encoder).eval().requires_grad_(False)
-        self.encode = encode
-        self.params = [p for p in self.encoder.parameters() if p.requires_grad]
-        self.target_params = [p for p in self.target.parameters()]
-        self.opt = torch.optim.AdamW(self.params, lr=lr, weight_decay=0.05)
-        self.momentum = 0.998
-
-    def __call__(self, x: Tensor) -> float:
-        with torch.no_grad():
-            tgt = self.encode(self.target, x)
-            tgt = F.layer_norm(tgt, tgt.shape[-1:])
-        out = self.encode(self.encoder, x)
-        loss = (out - tgt).abs().mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.target_params, self.params, 1.0 - self.momentum)
-        return float(loss.detach())
-
-
-def build_reference(dim: int, depth: int, heads: int, frames: int, size: int, patch: int, tubelet: int) -> nn.Module:
-    from transformers import VJEPA2Config, VJEPA2Model
-
-    cfg = VJEPA2Config(
-        crop_size=size, frames_per_clip=frames, patch_size=patch, tubelet_size=tubelet, hidden_size=dim,
-        num_hidden_layers=depth, num_attention_heads=heads, mlp_ratio=4.0,
-        pred_hidden_size=64, pred_num_hidden_layers=1, pred_num_attention_heads=2,
+def vits16_setup(frames: int = 16, size: int = 128, batch: int = 4, encoder: str = "small") -> BenchSetup:
+    """V-JEPA's benchmark sizes: ViT-S/16 (``small``: 384 x 12, 6 heads, RoPE), predictor 192 x 6,
+    one level with the future objective (horizon 2), one window of ``frames`` frames."""
+    arch = HJEPAConfig(
+        frames_per_window=frames,
+        encoder=EncoderConfig(name=encoder, pos_embed="rope"),
+        levels=[LevelConfig(horizon=2, predictor=PredictorConfig(embed_dim=192, depth=6, num_heads=6))],
     )
-    model = VJEPA2Model(cfg)
-    return model.encoder  # the predictor is not part of this step; keep its weights out of AdamW and EMA
+    return BenchSetup(arch, OptimConfig(), 1.0, frames, size, batch, f"{encoder}/16, one level")
 
 
-def main(argv: list[str] | None = None) -> dict:
+def config_setup(path: str | Path, batch: int | None = None) -> BenchSetup:
+    """The step a ``hjepa pretrain --config`` file trains: its ``model.arch``, ``model.optim``,
+    ``trainer.gradient_clip_val`` and ``data`` clip (windows, resolution, batch size)."""
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    model, data, trainer = cfg.get("model", {}), cfg.get("data", {}), cfg.get("trainer", {})
+    arch = HJEPAConfig(**model.get("arch", {}))
+    optim = OptimConfig(**model.get("optim", {}))
+    frames = int(data.get("num_windows", 4)) * arch.frames_per_window
+    return BenchSetup(arch, optim, trainer.get("gradient_clip_val", 1.0), frames, int(data.get("resolution", 64)),
+                      int(batch or data.get("batch_size", 8)), str(path))
+
+
+def reference_step(setup: BenchSetup, device: torch.device, precision: str):
+    """V-JEPA 2's step at the sizes of ``setup``'s level 1 (encoder and predictor)."""
+    from hjepa.bench.reference import VJEPA2ReferenceStep
+    from hjepa.models.vit import build_encoder
+
+    enc = setup.arch.encoder
+    vit = build_encoder(enc.name, patch_size=enc.patch_size, tubelet_size=enc.tubelet_size)
+    pred = setup.arch.levels[0].predictor
+    mlp_ratio = vit.blocks[0].mlp.fc1.out_features / vit.embed_dim
+    return VJEPA2ReferenceStep(
+        dim=enc.embed_dim or vit.embed_dim, depth=enc.depth or vit.depth, heads=enc.num_heads or vit.num_heads,
+        mlp_ratio=mlp_ratio, pred_dim=pred.embed_dim, pred_depth=pred.depth, pred_heads=pred.num_heads,
+        frames=setup.frames, size=setup.size, patch=enc.patch_size, tubelet=enc.tubelet_size, device=device,
+        precision=precision, gradient_clip_val=setup.gradient_clip_val,
+    )
+
+
+def time_interleaved(steps: dict[str, Callable[[dict], float]], batch: dict, device: torch.device, warmup: int,
+                     repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each step, the steps taking turns; warm-up calls are not kept."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i in range(warmup + repeats):
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            loss = step(batch)
+            sync(device)
+            if loss != loss:
+                raise RuntimeError(f"{name}: the loss is NaN")
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def step_figures(name: str, step: Callable[[dict], float], batch: dict, seconds: list[float], peak_flops: float,
+                 device: torch.device) -> dict[str, Any]:
+    """``<name>_step_s``, ``_clips_per_s``, ``_gflop_per_clip``, ``_gflops``, ``_mfu``, ``_peak_memory_mb``."""
+    clips = batch["clip"].shape[0]
+    flops = count_flops(lambda: step(batch)).total
+    with PeakMemory(device) as mem:
+        step(batch)
+    med = statistics.median(seconds)
+    return {
+        f"{name}_step_s": med,
+        f"{name}_step_s_all": seconds,
+        f"{name}_clips_per_s": clips / med,
+        f"{name}_gflop_per_clip": flops / clips / 1e9,
+        f"{name}_gflops": flops / med / 1e9,
+        f"{name}_mfu": flops / med / peak_flops,
+        f"{name}_peak_memory_mb": mem.mb,
+        "peak_memory_kind": mem.kind,
+    }
+
+
+def windows_rows(setup: BenchSetup, windows: list[int], device: torch.device, precision: str, warmup: int,
+                 repeats: int) -> list[dict[str, Any]]:
+    """Our step on clips of each window count (batch 1): seconds and peak memory per clip."""
+    rows = []
+    for w in windows:
+        s = setup.with_windows(w, batch=1)
+        step = HJEPATrainStep(s.arch, s.optim, s.gradient_clip_val, device, precision)
+        batch = random_batch(1, s.frames, s.size, device, seed=w)
+        seconds = time_interleaved({"ours": step}, batch, device, warmup, repeats)["ours"]
+        with PeakMemory(device) as mem:
+            step(batch)
+        med = statistics.median(seconds)
+        rows.append({"windows": w, "frames": s.frames, "s_per_clip": med, "s_per_window": med / w,
+                     "peak_memory_mb": mem.mb})
+    return rows
+
+
+def run(setup: BenchSetup, device: torch.device, precision: str = "fp32", warmup: int = 2, repeats: int = 5,
+        reference: bool = True, windows: list[int] | None = None, compile: bool = False) -> dict[str, Any]:
+    """Every figure of the model-step benchmark as a flat dict (see the module docstring)."""
+    torch.manual_seed(0)
+    steps: dict[str, Callable[[dict], float]] = {
+        "ours": HJEPATrainStep(setup.arch, setup.optim, setup.gradient_clip_val, device, precision, compile=compile)}
+    if reference:
+        steps["reference"] = reference_step(setup, device, precision)
+    batch = random_batch(setup.batch, setup.frames, setup.size, device)
+    peak_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    peak_n = 8192 if device.type == "cuda" else 2048  # a GPU needs a larger product to reach its peak
+    peak_before = matmul_peak_flops(peak_n, dtype=peak_dtype, device=device)
+    times = time_interleaved(steps, batch, device, warmup, repeats)
+    # Load from other processes can only lower a measurement: the better of two is the peak.
+    peak = max(peak_before, matmul_peak_flops(peak_n, dtype=peak_dtype, device=device))
+    enc = setup.arch.encoder
+    result: dict[str, Any] = {
+        "setup": setup.source, "encoder": enc.name, "levels": setup.arch.num_levels,
+        "clip": [setup.frames, setup.size, setup.size], "batch": setup.batch, "precision": precision,
+        "compile": compile, "steps": repeats, "warmup": warmup, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "matmul_peak_gflops": peak / 1e9,
+    }
+    for name, step in steps.items():
+        result.update(step_figures(name, step, batch, times[name], peak, device))
+    if reference:
+        result["speedup_vs_reference"] = result["reference_step_s"] / result["ours_step_s"]
+        fractions = steps["reference"].context_fractions
+        result["reference_context_fraction"] = sum(fractions) / len(fractions)
+    if windows:
+        rows = windows_rows(setup, windows, device, precision, warmup=1, repeats=max(2, repeats // 2))
+        result["windows"] = rows
+        result["windows_per_window_ratio"] = rows[-1]["s_per_window"] / rows[0]["s_per_window"]
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """The figures as a few lines of text."""
+    lines = [f"training step: {result['setup']} ({result['encoder']}, {result['levels']} level(s)), clip "
+             f"{'x'.join(map(str, result['clip']))}, batch {result['batch']}, {result['precision']}, "
+             f"{result['threads']} threads, {result['device']}; matmul peak {result['matmul_peak_gflops']:.0f} GFLOP/s"]
+    for name in ("ours", "reference"):
+        if f"{name}_step_s" in result:
+            lines.append(
+                f"{name:>10}: {result[f'{name}_clips_per_s']:.2f} clips/s  {result[f'{name}_gflop_per_clip']:.1f} "
+                f"GFLOP/clip  {result[f'{name}_gflops']:.0f} GFLOP/s  MFU {100 * result[f'{name}_mfu']:.1f}%  "
+                f"peak {result[f'{name}_peak_memory_mb']:.0f} MB ({result['peak_memory_kind']})")
+    if "speedup_vs_reference" in result:
+        lines.append(f"clips/s vs V-JEPA 2's step: {result['speedup_vs_reference']:.2f}x")
+    for row in result.get("windows", []):
+        lines.append(f"  {row['windows']} window(s), {row['frames']} frames: {row['s_per_clip']:.3f} s/clip, "
+                     f"{row['s_per_window']:.3f} s/window, peak {row['peak_memory_mb']:.0f} MB")
+    if "windows_per_window_ratio" in result:
+        lines.append(f"  per-window time, most windows / one window: {result['windows_per_window_ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="small", help="registered encoder name (default: small = ViT-S/16)")
-    ap.add_argument("--pos-embed", default="rope", choices=["rope", "sincos"],
-                    help="ours; rope matches the reference model (default)")
-    ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--config", default=None, help="a `hjepa pretrain` config (default: ViT-S/16 sizes)")
+    ap.add_argument("--model", default="small", help="without --config: the encoder (default small = ViT-S/16)")
+    ap.add_argument("--frames", type=int, default=16, help="without --config: frames of the one window")
+    ap.add_argument("--size", type=int, default=128, help="without --config: frame side")
+    ap.add_argument("--batch", type=int, default=None, help="clips per step (default 4, or the config's)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--compile", action="store_true", help="torch.compile our encoder (reference stays eager)")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both models")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per model (median reported)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--compile", action="store_true", help="torch.compile our model (the reference stays eager)")
     ap.add_argument("--no-reference", action="store_true", help="time ours only")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--windows", type=int, nargs="*", default=[1, 2, 4, 8],
+                    help="window counts of the per-clip-length rows (none: skip them)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:<i>")
-    ap.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    ours = build_encoder(args.model, pos_embed=args.pos_embed).to(device)
-    dim, depth, heads = ours.embed_dim, ours.depth, ours.num_heads
-    patch, tubelet = ours.patch_size, ours.tubelet_size
-    tokens = ours.num_tokens(args.frames, args.size, args.size)
-    mlp_hidden = ours.blocks[0].mlp.fc1.out_features
-    x = torch.randn(args.batch, 3, args.frames, args.size, args.size, device=device)
-
-    ours_fn = torch.compile(ours) if args.compile else ours
-    runs: dict[str, JEPAStep] = {"ours": JEPAStep(ours, lambda m, v: m(v))}
-    if args.compile:  # compile the module actually called, target and context separately
-        runs["ours"].encode = lambda m, v: (ours_fn(v) if m is ours else m(v))
-    if not args.no_reference:
-        ref = build_reference(dim, depth, heads, args.frames, args.size, patch, tubelet).to(device)
-        x_ref = x.permute(0, 2, 1, 3, 4)  # transformers takes [B, T, C, H, W]
-        runs["reference"] = JEPAStep(ref, lambda m, v: m(pixel_values_videos=x_ref).last_hidden_state)
-
-    peak_dtype = torch.bfloat16 if args.bf16 else torch.float32
-    # A GPU needs a bigger product than a CPU to reach its peak.
-    peak_n = 8192 if device.type == "cuda" else 2048
-    peak_before = matmul_peak_flops(peak_n, dtype=peak_dtype, device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    for i in range(args.warmup + args.steps):
-        for name, step in runs.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            with autocast:
-                loss = step(x)
-            _sync(device)
-            dt = time.perf_counter() - t0
-            if not (loss == loss):
-                raise RuntimeError(f"{name}: loss is NaN")
-            if i >= args.warmup:
-                times[name].append(dt)
-
-    # Read before the second matmul-peak measurement, whose 8192^2 operands are not the step's.
-    gpu_peak_mb = round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None
-    # MFU is measured against the peak of the precision the matmuls run in; load from other
-    # processes can only lower a measurement, so the better of the two is the peak.
-    peak = max(peak_before, matmul_peak_flops(peak_n, dtype=peak_dtype, device=device))
-    step_flops = 4 * encoder_flops(dim, depth, mlp_hidden, tokens, 3 * tubelet * patch * patch, args.batch)
-    result: dict = {
-        "model": args.model, "pos_embed": args.pos_embed, "clip": [args.frames, args.size, args.size],
-        "batch": args.batch, "tokens_per_clip": tokens, "steps": args.steps, "warmup": args.warmup,
-        "compile": args.compile, "bf16": args.bf16, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "step_gflop": step_flops / 1e9, "matmul_peak_gflops": peak / 1e9,
-        "matmul_peak_dtype": "bfloat16" if args.bf16 else "float32",
-    }
-    if gpu_peak_mb is not None:  # both models' steps together: the larger of the two is the figure
-        result["gpu_peak_memory_mb"] = gpu_peak_mb
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        result[f"{name}_step_s"] = med
-        result[f"{name}_clips_per_s"] = args.batch / med
-        result[f"{name}_mfu"] = step_flops / med / peak
-        result[f"{name}_step_s_all"] = ts
-    if "reference" in times:
-        result["speedup_vs_reference"] = result["reference_step_s"] / result["ours_step_s"]
-
-    print(f"level-1 JEPA step, {args.model} ({dim}x{depth}, {heads} heads, {args.pos_embed}), "
-          f"clip {args.frames}x{args.size}x{args.size}, batch {args.batch}, {tokens} tokens/clip, "
-          f"{torch.get_num_threads()} threads, device {result['device']}, bf16={args.bf16}, compile={args.compile}")
-    print(f"matmul peak ({result['matmul_peak_dtype']}, measured): {peak / 1e9:.1f} GFLOP/s; "
-          f"model FLOPs per step: {step_flops / 1e9:.1f} GFLOP")
-    for name in times:
-        print(f"{name:>10}: {result[f'{name}_step_s']:.3f} s/step  {result[f'{name}_clips_per_s']:.2f} clips/s  "
-              f"MFU {100 * result[f'{name}_mfu']:.1f}%")
-    if "speedup_vs_reference" in result:
-        print(f"speed-up vs transformers VJEPA2Model: {result['speedup_vs_reference']:.2f}x")
+    setup = config_setup(args.config, args.batch) if args.config else vits16_setup(args.frames, args.size, args.batch or 4, args.model)
+    result = run(setup, torch.device(args.device), args.precision, args.warmup, args.steps, not args.no_reference,
+                 args.windows, args.compile)
+    print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
