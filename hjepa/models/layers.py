@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hjepa.models.rope import apply_rope, rope_tables
+from hjepa.models.step_attention import StepWindowPattern, step_window_attention
 
 LAYER_NORM_EPS = 1e-6  # V-JEPA's (and transformers' VJEPA2) LayerNorm epsilon
 
@@ -64,14 +65,15 @@ class Attention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        attn_mask: Tensor | None = None,
+        attn_mask: Tensor | StepWindowPattern | None = None,
         pos: Tensor | None = None,
         rope: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """
         Args:
             x: [B, N, D].
-            attn_mask: bool, True = may attend, broadcastable to [B, heads, N, N]; or None.
+            attn_mask: bool, True = may attend, broadcastable to [B, heads, N, N]; or a
+                ``StepWindowPattern``, computed block by block; or None.
             pos: [B or 1, N, 3] (t, h, w) positions, used only with ``use_rope``.
             rope: precomputed ``rope_tables(pos, head_dim)`` (cos, sin) to skip recomputing them
                 in every layer; takes precedence over ``pos``.
@@ -97,6 +99,8 @@ class Attention(nn.Module):
         dropout = self.attn_drop if self.training else 0.0
         if attn_mask is None:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        elif isinstance(attn_mask, StepWindowPattern):
+            out = step_window_attention(q, k, v, attn_mask, dropout_p=dropout)
         else:
             if attn_mask.dtype != torch.bool:
                 raise TypeError(f"attn_mask must be bool (True = may attend), got {attn_mask.dtype}")
@@ -146,14 +150,15 @@ class Block(nn.Module):
     def forward(
         self,
         x: Tensor,
-        attn_mask: Tensor | None = None,
+        attn_mask: Tensor | StepWindowPattern | None = None,
         pos: Tensor | None = None,
         rope: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """
         Args:
             x: [B, N, D].
-            attn_mask: bool, True = may attend, broadcastable to [B, heads, N, N]; or None.
+            attn_mask: bool, True = may attend, broadcastable to [B, heads, N, N]; or a
+                ``StepWindowPattern``, computed block by block; or None.
             pos: [B or 1, N, 3] (t, h, w) positions, used only when the block uses RoPE.
             rope: optional precomputed (cos, sin) tables, see :class:`Attention`.
 

@@ -21,35 +21,29 @@ from hjepa.models.config import PredictorConfig
 from hjepa.models.layers import Block
 from hjepa.models.pos_embed import sincos_1d, sincos_3d
 from hjepa.models.rope import rope_time_tables
+from hjepa.models.step_attention import StepWindowPattern
 
 
-def future_attention_mask(
+def future_pattern(
     num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None
-) -> torch.Tensor:
-    """Block-causal mask for context steps followed by query groups.
+) -> StepWindowPattern:
+    """The predictor's attention pattern: context steps followed by query groups.
 
     Args:
         num_steps: S context steps, each ``tokens_per_step`` (Q) tokens.
         pairs: long [P, 2] of (context end t, horizon j); group p sees context steps <= t.
         context_window: W, a context token of step s sees steps s-W+1..s, and a query group
             with context end t steps t-W+1..t; None: every earlier step.
-
-    Returns:
-        bool [S*Q + P*Q, S*Q + P*Q], True where attention is allowed.
     """
-    q = tokens_per_step
-    dev = pairs.device
-    ctx_step = torch.arange(num_steps, device=dev).repeat_interleave(q)  # [S*Q]
-    qry_end = pairs[:, 0].repeat_interleave(q)  # [P*Q]
-    qry_group = torch.arange(pairs.shape[0], device=dev).repeat_interleave(q)  # [P*Q]
-    cc = ctx_step[None, :] <= ctx_step[:, None]
-    qc = ctx_step[None, :] <= qry_end[:, None]
-    if context_window is not None:
-        cc = cc & (ctx_step[None, :] > ctx_step[:, None] - context_window)
-        qc = qc & (ctx_step[None, :] > qry_end[:, None] - context_window)
-    qq = qry_group[:, None] == qry_group[None, :]
-    top = torch.cat([cc, torch.zeros(cc.shape[0], qq.shape[1], dtype=torch.bool, device=dev)], dim=1)
-    return torch.cat([top, torch.cat([qc, qq], dim=1)], dim=0)
+    window = num_steps if context_window is None else context_window
+    return StepWindowPattern(num_steps, tokens_per_step, pairs[:, 0], window)
+
+
+def future_attention_mask(
+    num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None
+) -> torch.Tensor:
+    """``future_pattern`` as a dense bool [S*Q + P*Q, S*Q + P*Q] mask, True where attention is allowed."""
+    return future_pattern(num_steps, tokens_per_step, pairs, context_window).dense_mask()
 
 
 class FuturePredictor(nn.Module):
@@ -161,7 +155,10 @@ class FuturePredictor(nn.Module):
             qry = qry + self.z_embed(z)[:, None, :]
 
         x = torch.cat([x, qry], dim=1)  # [B, S*Q + P*Q, pd]
-        mask = future_attention_mask(s, q, pairs, self.context_window)
+        # Block by block (hjepa.models.step_attention) where that skips work: the cost is then
+        # linear in the clip length; the dense mask otherwise (short clips, unbounded windows).
+        pattern = future_pattern(s, q, pairs, self.context_window)
+        mask = pattern if pattern.pays() else pattern.dense_mask()
         for blk in self.blocks:
             x = blk(x, attn_mask=mask, rope=rope)
         out = self.head(self.norm(x[:, s * q :]))  # [B, P*Q, D]
