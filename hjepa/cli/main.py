@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("hjepa.cli.visualize", "pictures of every level's predictions for one video"),
     "anticipate": ("hjepa.cli.anticipate", "probe / fine-tune for action anticipation (EPIC-KITCHENS-100 protocol)"),
     "benchmark": ("hjepa.cli.benchmark", "training-step and decoding throughput beside references"),
+    "shard": ("hjepa.cli.shard", "a manifest's videos as streaming shards for --data.shards"),
     "export": ("hjepa.cli.export", "weights as safetensors + config.json, loadable without Lightning"),
 }
 

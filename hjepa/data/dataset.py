@@ -148,6 +148,9 @@ class VideoClipDataset(_SeededDataset):
         self.min_side = int(min_side)
         self.decode_threads = int(decode_threads)
 
+    # What makes a video skipped (one warning, counted) rather than a run stopped.
+    SKIPPED = (VideoReadError, FrameTooSmall, ShortVideo)
+
     def __len__(self) -> int:
         return len(self.rows) * self.clips_per_video
 
@@ -156,13 +159,14 @@ class VideoClipDataset(_SeededDataset):
         video_index, clip_index = divmod(i, self.clips_per_video)
         row = self.rows[video_index]
         try:
-            return self._load(row, video_index, clip_index, gen)
-        except (VideoReadError, FrameTooSmall, ShortVideo) as err:
+            return self.load_clip(row, video_index, clip_index, gen)
+        except self.SKIPPED as err:
             reason = err.reason if isinstance(err, VideoReadError) else str(err)
             warn_once(row.path, reason)
             return FailedSample(row.path, reason, video_index)
 
-    def _load(self, row: VideoRow, video_index: int, clip_index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def load_clip(self, row: VideoRow, video_index: int, clip_index: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """The clip of ``row`` (one of :attr:`SKIPPED` when the video cannot give one)."""
         with open_video(row.path, self.reader, self.decode_threads) as video:
             n, fps = video.num_frames, video.fps
             if n < MIN_FRAMES:

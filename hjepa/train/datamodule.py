@@ -62,6 +62,8 @@ class VideoDataModule(L.LightningDataModule):
         train_manifests: training manifest(s): CSV, space-separated list or a folder; None (and no
             ``val_manifests``) uses the synthetic dataset.
         val_manifests: validation manifest(s); None: no validation set (manifest mode).
+        shards: training videos streamed from shards instead of a manifest: the folder or URL
+            (``s3://...``) that ``hjepa shard`` wrote (``hjepa.data.shards``).
         train_weights: one sampling weight per training manifest (mixing); None: concatenate.
         synthetic: synthetic dataset parameters, used when no manifest is given (None: defaults);
             its resolution is replaced by ``resolution``.
@@ -93,6 +95,7 @@ class VideoDataModule(L.LightningDataModule):
         self,
         train_manifests: str | list[str] | None = None,
         val_manifests: str | list[str] | None = None,
+        shards: str | None = None,
         train_weights: list[float] | None = None,
         synthetic: SyntheticConfig | None = None,
         reader: Literal["decord", "pyav"] = "decord",
@@ -129,7 +132,9 @@ class VideoDataModule(L.LightningDataModule):
         _check("decode_threads", decode_threads, decode_threads >= 0, "must be >= 0")
         _check("crop_scale", crop_scale, 0 < crop_scale[0] <= crop_scale[1] <= 1, "need 0 < low <= high <= 1")
         _check("crop_ratio", crop_ratio, 0 < crop_ratio[0] <= crop_ratio[1], "need 0 < low <= high")
-        if train_manifests is None and val_manifests is not None:
+        if shards is not None and train_manifests is not None:
+            raise ValueError("give train_manifests or shards, not both")
+        if train_manifests is None and shards is None and val_manifests is not None:
             raise ValueError("val_manifests is set but train_manifests is not: give both or neither")
         if train_manifests is not None and synthetic is not None:
             raise ValueError("give train_manifests or synthetic, not both")
@@ -138,6 +143,7 @@ class VideoDataModule(L.LightningDataModule):
         # Refuses frame_step together with target_fps, with the values.
         self.sampler = ClipSampler(frames_per_window, num_windows, frame_step, target_fps, short_video)
         self.train_manifests = train_manifests
+        self.shards = shards
         self.val_manifests = val_manifests
         self.train_weights = train_weights
         self.synthetic = synthetic
@@ -167,7 +173,7 @@ class VideoDataModule(L.LightningDataModule):
 
     @property
     def is_synthetic(self) -> bool:
-        return self.train_manifests is None
+        return self.train_manifests is None and self.shards is None
 
     @property
     def num_frames(self) -> int:
@@ -189,6 +195,15 @@ class VideoDataModule(L.LightningDataModule):
             )
             if len(self.train_dataset) == 0:
                 raise UserError("synthetic.num_train_videos=0: no training video; set it to 1 or more")
+        elif self.shards is not None:
+            from hjepa.data.shards import ShardClipDataset
+
+            resolve_reader(self.reader)
+            self.train_dataset = ShardClipDataset(self.shards, self._video_dataset([], train=True), seed=self.seed)
+            if self.val_manifests is not None:
+                vrows, _ = mix_manifests(_as_list(self.val_manifests))
+                vrows, _ = self._usable(vrows, [1.0] * len(vrows), "validation", self.val_manifests)
+                self.val_dataset = self._video_dataset(vrows, train=False)
         else:
             resolve_reader(self.reader)  # logs the PyAV fallback once, here
             rows, weights = mix_manifests(_as_list(self.train_manifests), self.train_weights)
@@ -250,6 +265,8 @@ class VideoDataModule(L.LightningDataModule):
         generator (worker base seeds) is seeded here, so iterating a loader never draws from the
         global RNG, whose stream the model's random draws use and the checkpoint restores.
         """
+        if train and self.shards is not None:
+            return self._streaming_loader(dataset)
         sampler = None
         if train:
             trainer = self.trainer  # None outside a Trainer (one process)
@@ -274,6 +291,17 @@ class VideoDataModule(L.LightningDataModule):
             collate_fn=self.collator(),
             worker_init_fn=seed_worker if workers > 0 else None,
             generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def _streaming_loader(self, dataset: Any) -> Any:
+        """litdata's loader: it splits the shards by rank and worker and has the ``state_dict``
+        (epoch, samples yielded per worker) that Lightning checkpoints for an exact resume."""
+        from litdata import StreamingDataLoader
+
+        return StreamingDataLoader(
+            dataset, batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0, drop_last=self.drop_last,
+            collate_fn=self.collator(),
         )
 
     def train_dataloader(self) -> StatefulDataLoader:
@@ -334,6 +362,9 @@ class VideoDataModule(L.LightningDataModule):
         return self._input_settings
 
     def _median_source_fps(self) -> float | None:
+        if self.shards is not None and self.train_dataset is not None:
+            rates = [r for r in self.train_dataset.source_fps(FPS_SAMPLE_VIDEOS) if r > 0]
+            return float(statistics.median(rates)) if rates else None
         rows = list(getattr(self.train_dataset, "rows", None) or [])[:FPS_SAMPLE_VIDEOS]
         rates = []
         for row in rows:
