@@ -1,0 +1,211 @@
+"""datasets/babyai/make_dataset.py: real BabyAI episodes played by minigrid's bot, read back by hjepa."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("minigrid")
+
+from hjepa.anticipation.annotations import (  # noqa: E402
+    build_vocab,
+    keep_known,
+    read_annotations,
+    read_class_names,
+    read_video_info,
+)
+from hjepa.data.manifests import read_manifest  # noqa: E402
+from hjepa.data.readers import open_video, video_info  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+SPLITS = ("train", "val", "test")
+EPISODES = ["--episodes", "6", "--size", "64", "--fps", "8"]  # 4 train, 1 val, 1 test
+
+
+def _script() -> ModuleType:
+    path = ROOT / "datasets" / "babyai" / "make_dataset.py"
+    spec = importlib.util.spec_from_file_location("make_dataset_babyai", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def make() -> ModuleType:
+    return _script()
+
+
+@pytest.fixture(scope="module")
+def data(make: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("babyai") / "seed0"
+    assert make.main(["--out", str(out), *EPISODES]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def episodes(data: Path) -> dict[str, dict[str, str]]:
+    return {r["video_id"]: r for r in _rows(data / "episodes.csv")}
+
+
+def test_videos_decode_to_their_stated_frames_and_size(data: Path, episodes: dict) -> None:
+    info = read_video_info(data / "video_info.csv")
+    assert set(info) == set(episodes) and len(episodes) == 6
+    for vid, ep in episodes.items():
+        frames = int(ep["frames"])
+        assert frames >= 2 and info[vid].num_frames == frames and info[vid].fps == 8.0
+        for reader in ("pyav", "decord"):
+            meta = video_info(data / "videos" / f"{vid}.mp4", reader)
+            assert (meta.num_frames, meta.fps, meta.height, meta.width) == (frames, 8.0, 64, 64), reader
+    with open_video(data / "videos" / f"{next(iter(episodes))}.mp4", "pyav") as r:
+        clip = r.get_batch([0, r.num_frames - 1])
+    assert tuple(clip.shape) == (2, 64, 64, 3) and clip.float().std() > 10  # a rendered grid, not a blank
+
+
+def test_same_seed_same_csv_bytes_other_seed_differs(make: ModuleType, data: Path, tmp_path: Path) -> None:
+    assert make.main(["--out", str(tmp_path / "again"), *EPISODES]) == 0
+    assert make.main(["--out", str(tmp_path / "seed1"), *EPISODES, "--seed", "1"]) == 0
+    names = sorted(p.name for p in data.glob("*.csv"))
+    assert len(names) == 18
+    for name in names:
+        assert (tmp_path / "again" / name).read_bytes() == (data / name).read_bytes(), name
+    for name in ("episodes.csv", "subgoals_train.csv", "actions_train.csv", "frame_actions_train.csv"):
+        assert (tmp_path / "seed1" / name).read_bytes() != (data / name).read_bytes(), name
+    for name in ("subgoal_verb_classes.csv", "subgoal_noun_classes.csv", "action_verb_classes.csv"):
+        assert (tmp_path / "seed1" / name).read_bytes() == (data / name).read_bytes(), name  # fixed vocabularies
+
+
+def test_splits_are_disjoint_episodes(data: Path, episodes: dict) -> None:
+    seeds = defaultdict(set)
+    for ep in episodes.values():
+        seeds[ep["split"]].add(int(ep["env_seed"]))
+    assert [len(seeds[s]) for s in SPLITS] == [4, 1, 1]
+    assert not (seeds["train"] & seeds["val"] or seeds["train"] & seeds["test"] or seeds["val"] & seeds["test"])
+    for split in SPLITS:
+        in_manifest = {Path(r.path).stem for r in read_manifest(data / f"manifest_{split}.csv")}
+        assert all(Path(r.path).is_file() for r in read_manifest(data / f"manifest_{split}.csv"))
+        assert in_manifest == {v for v, ep in episodes.items() if ep["split"] == split}
+        for kind in ("subgoals", "actions", "frame_actions"):
+            assert {r["video_id"] for r in _rows(data / f"{kind}_{split}.csv")} == in_manifest, (kind, split)
+
+
+@pytest.mark.parametrize("kind", ["subgoals", "actions"])
+def test_segments_tile_their_video_without_overlap(data: Path, episodes: dict, kind: str) -> None:
+    for split in SPLITS:
+        by_video = defaultdict(list)
+        for r in _rows(data / f"{kind}_{split}.csv"):
+            start, stop = int(r["start_frame"]), int(r["stop_frame"])
+            assert r["start_timestamp"] == _clock(start / 8) and r["stop_timestamp"] == _clock(stop / 8)
+            by_video[r["video_id"]].append((start, stop, r["verb"], r["noun"]))
+        for vid, segs in by_video.items():
+            frames = int(episodes[vid]["frames"])
+            assert all(0 <= a < b <= frames for a, b, _, _ in segs)
+            assert all(s[1] <= t[0] for s, t in zip(segs, segs[1:])), "segments overlap or are out of order"
+            assert all(s[1] == t[0] for s, t in zip(segs, segs[1:])), "a gap between segments"
+            assert segs[0][0] == 0
+            # Subgoals cover the frames where the bot acted; the solved last frame gets only `done`.
+            assert segs[-1][1] == (frames - 1 if kind == "subgoals" else frames)
+            if kind == "subgoals":  # maximal runs: neighbours differ in (verb, noun)
+                assert all(s[2:] != t[2:] for s, t in zip(segs, segs[1:]))
+
+
+def _clock(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+def test_frame_actions_agree_with_the_action_runs(data: Path, episodes: dict) -> None:
+    actions = read_class_names(data / "action_verb_classes.csv")
+    assert actions == ["left", "right", "forward", "pickup", "drop", "toggle", "done"]  # minigrid's ids
+    for split in SPLITS:
+        per_frame = defaultdict(list)
+        for r in _rows(data / f"frame_actions_{split}.csv"):
+            assert int(r["frame"]) == len(per_frame[r["video_id"]])
+            per_frame[r["video_id"]].append(int(r["action"]))
+        from_runs = defaultdict(list)
+        last = {}
+        for r in _rows(data / f"actions_{split}.csv"):
+            verb = int(r["verb_class"])
+            assert actions[verb] == r["verb"]
+            assert last.get(r["video_id"]) != verb, "two runs of one action in a row: not maximal"
+            last[r["video_id"]] = verb
+            from_runs[r["video_id"]] += [verb] * (int(r["stop_frame"]) - int(r["start_frame"]))
+        assert dict(per_frame) == dict(from_runs)
+        for vid, acts in per_frame.items():
+            assert len(acts) == int(episodes[vid]["frames"]) and acts[-1] == actions.index("done")
+
+
+def test_interaction_subgoals_take_their_primitive_action(data: Path) -> None:
+    """The bot's one-step subgoals act on the object in front: pick up -> pickup, open -> toggle."""
+    expected = {"pick up": "pickup", "open": "toggle", "close": "toggle", "drop": "drop"}
+    checked = 0
+    for split in SPLITS:
+        action_at = {}
+        for r in _rows(data / f"actions_{split}.csv"):
+            for t in range(int(r["start_frame"]), int(r["stop_frame"])):
+                action_at[r["video_id"], t] = (r["verb"], r["noun"], t == int(r["start_frame"]))
+        for r in _rows(data / f"subgoals_{split}.csv"):
+            if r["verb"] in expected:
+                verb, noun, run_start = action_at[r["video_id"], int(r["start_frame"])]
+                assert verb == expected[r["verb"]], r
+                if r["verb"] in ("pick up", "open") and run_start:
+                    assert noun == r["noun"], r  # the object in front is the subgoal's object
+                checked += 1
+    assert checked > 0
+
+
+def test_hjepa_reads_the_annotations_and_classes(data: Path) -> None:
+    table = read_video_info(data / "video_info.csv")
+    verbs = read_class_names(data / "subgoal_verb_classes.csv")
+    nouns = read_class_names(data / "subgoal_noun_classes.csv")
+    assert verbs == sorted(verbs) and nouns == sorted(nouns) and {"go to", "pick up", "open", "drop"} <= set(verbs)
+    assert read_class_names(data / "action_noun_classes.csv") == nouns
+    train = read_annotations(data / "subgoals_train.csv")
+    val = read_annotations(data / "subgoals_val.csv")
+    by_frame = read_annotations(data / "subgoals_train.csv", format="epic", time_source="frame", video_info=table)
+    assert [(s.start_s, s.stop_s) for s in train] == [(s.start_s, s.stop_s) for s in by_frame]
+    rows = _rows(data / "subgoals_train.csv")
+    assert len(train) == len(rows) and all(s.has_verb_noun and s.participant_id == "bot" for s in train)
+    for s, r in zip(train, rows):
+        assert (verbs[s.verb], nouns[s.noun]) == (r["verb"], r["noun"])
+        assert s.stop_s <= table[s.video_id].duration_s + 1e-9
+    vocab = build_vocab(train, len(verbs), len(nouns))
+    assert vocab.num_classes["verb"] == len(verbs) and len(vocab.actions) >= 3
+    kept, _, _ = keep_known(val, vocab)
+    assert kept, "no validation subgoal seen in training"
+    assert read_annotations(data / "actions_val.csv")
+
+
+def test_pretrain_and_anticipate_run_on_the_dataset(data: Path, tmp_path: Path) -> None:
+    from hjepa.cli.main import main
+
+    run = tmp_path / "pretrain"
+    rc = main(["pretrain", "--config", str(ROOT / "configs/pretrain/babyai.yaml"), "--run_dir", str(run),
+               "--logger.wandb=false", "--data.train_manifests", str(data / "manifest_train.csv"),
+               "--data.val_manifests", str(data / "manifest_val.csv"), "--data.batch_size=2",
+               "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
+    assert rc in (0, None)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["skipped_videos"] == 0
+    out = tmp_path / "anticipate"
+    paths = {"train": "subgoals_train.csv", "val": "subgoals_val.csv", "video_info": "video_info.csv",
+             "verb_classes": "subgoal_verb_classes.csv", "noun_classes": "subgoal_noun_classes.csv"}
+    flags = [a for key, name in paths.items() for a in (f"--data.{key}", str(data / name))]
+    rc = main(["anticipate", "--config", str(ROOT / "configs/anticipate/babyai.yaml"),
+               "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out_dir", str(out), *flags,
+               "--data.video_dir", str(data), "--optim.epochs", "1", "--ablation", "false"])
+    assert rc in (0, None)
+    result = json.loads((out / "summary.json").read_text())
+    assert result["skipped_videos"] == 0 and result["num_verbs"] == 6 and result["num_nouns"] == 26
