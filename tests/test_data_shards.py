@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -31,7 +32,11 @@ def shards(tmp_path_factory) -> tuple[Path, int]:
     """All the shared clips in shards of about 2 MB (several chunks, so workers split them)."""
     tmp = tmp_path_factory.mktemp("shards")
     rows = scan_folder(VIDEOS)[0]
+    method = multiprocessing.get_start_method(allow_none=True)
     hjepa_main(["shard", "--manifest", str(_manifest(tmp, rows)), "--out", str(tmp / "out"), "--chunk_bytes", "2MB"])
+    # litdata's writer sets the process-wide start method; hjepa puts the caller's back, so later
+    # DataLoaders start their workers as before.
+    assert multiprocessing.get_start_method(allow_none=True) == method
     return tmp / "out", len(rows)
 
 

@@ -15,6 +15,7 @@ it is read, skipped with one warning and counted exactly as a bad file of a mani
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from dataclasses import dataclass
@@ -102,8 +103,16 @@ def write_shards(manifest: str | os.PathLike, out: str, chunk_bytes: str = "64MB
         raise ShardError(f"{manifest}: none of its {len(rows)} videos exists; nothing to write")
     if "://" not in str(out) and Path(out).exists() and any(Path(out).iterdir()):
         raise ShardError(f"{out} is not empty; write shards into a new folder")
-    optimize(fn=_item, inputs=present, output_dir=str(out), chunk_bytes=chunk_bytes, num_workers=workers,
-             keep_data_ordered=True, reorder_files=False, verbose=False, start_method="spawn" if workers > 1 else None)
+    # optimize() sets the process-wide multiprocessing start method and leaves it so, which
+    # changes how every later DataLoader starts its workers: put the caller's back. Fork where
+    # there is one: a spawned writer re-imports torch first (seconds) to copy bytes.
+    before = multiprocessing.get_start_method(allow_none=True)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    try:
+        optimize(fn=_item, inputs=present, output_dir=str(out), chunk_bytes=chunk_bytes, num_workers=workers,
+                 keep_data_ordered=True, reorder_files=False, verbose=False, start_method=method)
+    finally:
+        multiprocessing.set_start_method(before, force=True)
     size = sum(f.stat().st_size for f in Path(out).glob("*.bin")) if "://" not in str(out) else 0
     return ShardReport(videos=len(present), missing=missing, out=str(out), bytes=size)
 
