@@ -170,11 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
         files = sorted(p for p in args.videos.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
         write_csv_manifest(Path(tmp.name) / "m.csv", [VideoRow(str(f)) for f in files])
         loaders["real_clips"] = dict(base, train_manifests=str(Path(tmp.name) / "m.csv"), drop_last=False)
+        # The same files streamed from shards (hjepa shard): what the shard path costs or saves.
+        from hjepa.data.shards import write_shards
+
+        write_shards(Path(tmp.name) / "m.csv", str(Path(tmp.name) / "shards"), chunk_bytes="8MB")
+        loaders["shards"] = dict(base, shards=str(Path(tmp.name) / "shards"), drop_last=False)
     result["loader"] = {}
     for name, kw in loaders.items():
         result["loader"][name] = []
         for workers in (0, 1, 2):
-            epochs = 1 if name == "synthetic" else 1 + args.batches * 8 // 24
+            epochs = 1 if name == "synthetic" else 1 + args.batches * 8 // len(files)
             r = bench_loader(kw, workers, args.batches, epochs)
             result["loader"][name].append(r)
             print(f"loader {name:10s} workers={workers}: {r['clips_per_s']:7.1f} clips/s "
