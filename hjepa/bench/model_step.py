@@ -33,6 +33,7 @@ import yaml
 
 from hjepa.bench.measure import PeakMemory, count_flops, matmul_peak_flops, sync
 from hjepa.bench.train_step import HJEPATrainStep, random_batch
+from hjepa.errors import UserError
 from hjepa.models.config import EncoderConfig, HJEPAConfig, LevelConfig, PredictorConfig
 from hjepa.train.module import OptimConfig
 
@@ -73,8 +74,11 @@ def config_setup(path: str | Path, batch: int | None = None) -> BenchSetup:
     ``trainer.gradient_clip_val`` and ``data`` clip (windows, resolution, batch size)."""
     cfg = yaml.safe_load(Path(path).read_text()) or {}
     model, data, trainer = cfg.get("model", {}), cfg.get("data", {}), cfg.get("trainer", {})
-    arch = HJEPAConfig(**model.get("arch", {}))
-    optim = OptimConfig(**model.get("optim", {}))
+    try:
+        arch = HJEPAConfig(**model.get("arch", {}))
+        optim = OptimConfig(**model.get("optim", {}))
+    except (TypeError, ValueError) as err:  # an unknown key or a bad value: the file's fault
+        raise UserError(f"{path}: {err}") from err
     frames = int(data.get("num_windows", 4)) * arch.frames_per_window
     return BenchSetup(arch, optim, trainer.get("gradient_clip_val", 1.0), frames, int(data.get("resolution", 64)),
                       int(batch or data.get("batch_size", 8)), str(path))

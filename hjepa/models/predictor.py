@@ -39,13 +39,6 @@ def future_pattern(
     return StepWindowPattern(num_steps, tokens_per_step, pairs[:, 0], window)
 
 
-def future_attention_mask(
-    num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None
-) -> torch.Tensor:
-    """``future_pattern`` as a dense bool [S*Q + P*Q, S*Q + P*Q] mask, True where attention is allowed."""
-    return future_pattern(num_steps, tokens_per_step, pairs, context_window).dense_mask()
-
-
 class FuturePredictor(nn.Module):
     """Predicts a level's target tokens h steps ahead.
 
@@ -56,7 +49,7 @@ class FuturePredictor(nn.Module):
         num_tokens: Q for levels >= 2 (learned per-token embedding); None for level 1,
             whose Q tokens are the spatial patches and get 2-D sin-cos positions from ``grid_hw``.
         latent_dim: dimension of z (0: no latent).
-        context_window: past steps a token attends to (None: all); see ``future_attention_mask``.
+        context_window: past steps a token attends to (None: all); see ``future_pattern``.
         time_encoding: ``rope`` or ``absolute`` (``LevelConfig.time_encoding``).
 
     Time: with ``rope`` a token's step (a query's: its target step t+j)

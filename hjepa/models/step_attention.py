@@ -1,7 +1,7 @@
 """The future predictor's attention, computed block by block so its cost is linear in clip length.
 
 The predictor's sequence is S context steps of Q tokens followed by P query groups of Q tokens
-(one group per (context end t, horizon j) pair). Its pattern (``future_attention_mask``): a
+(one group per (context end t, horizon j) pair). Its pattern (``StepWindowPattern``): a
 context token of step s sees context steps s-W+1..s; a query group with context end t sees
 context steps t-W+1..t and its own Q tokens. Run as one dense masked attention, every token
 scores every other, (S + P)^2 Q^2 scores of which all but a band are thrown away: the cost of
