@@ -179,6 +179,9 @@ GAIN_HEADS = {"L1": ("ctx1",), "L1-2+pred": ("ctx1", "ctx2", "pred1", "pred2")}
 # the 0.05 asked. Recall@5 0.909 / 0.904 / 0.908 vs 0.922 / 0.922 / 0.921 (within the slack).
 # Training prior on the test split: action top-1 0.094, recall@5 0.312 (chance 5/16 = 0.312).
 # The gain is below the threshold, so the test is an expected failure, not a looser threshold.
+# It is not strict: on CI's machine the same test passed (gain above 0.05, recall@5 within the
+# slack). The backbone's 300 steps and the heads follow a different float path on another CPU,
+# and the gain sits at the threshold within that spread: the claim is not established either way.
 MEASURED = ("mean action top-1 gain of L1-2+pred over L1 on the test split, head seeds 0-2: +0.015 "
             "(0.596/0.576, 0.567/0.576, 0.589/0.555) < 0.05; recall@5 0.907 vs 0.922")
 
@@ -245,7 +248,7 @@ def gain_protocol(probe_run, synthetic):
     return result
 
 
-@pytest.mark.xfail(strict=True, reason=MEASURED)
+@pytest.mark.xfail(strict=False, reason=MEASURED)
 def test_higher_level_predictions_beat_level1_only(gain_protocol):
     test = gain_protocol["test"]
     mean = lambda head, key: statistics.mean(m[key] for m in test[head])  # noqa: E731
