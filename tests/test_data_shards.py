@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 import multiprocessing
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from test_train_resume import (
+    _env,
+    _max_abs_diff,
+    _start_and_kill_after_first_checkpoint,
+)
 
 from hjepa.cli.main import main as hjepa_main
 from hjepa.cli.pretrain import main as pretrain
@@ -61,8 +68,61 @@ def test_twenty_steps_from_shards_with_two_workers_see_every_clip_once_per_epoch
     assert settings["source_fps"] and settings["source_fps"] > 0  # read from the shard items
 
 
-def test_a_resumed_shard_loader_continues_with_the_same_samples(shards) -> None:
+def _shard_args(out: Path, steps: int, every: int) -> list[str]:
+    # 24 clips in batches of 4 split over 2 workers: 6 batches an epoch. A checkpoint every 4
+    # steps: the kill falls back to step 4, mid-epoch 0; resumed, the run crosses into epoch 1.
+    return ["--logger.wandb=false", f"--data.shards={out}", "--data.num_workers=2", "--data.batch_size=4",
+            "--data.resolution=32", f"--trainer.max_steps={steps}", f"--checkpoint_every={every}",
+            "--trainer.limit_val_batches=0", "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=false"]
+
+
+def test_a_shard_run_killed_mid_epoch_and_resumed_ends_bit_identical(tmp_path: Path, shards) -> None:
     out, n = shards
+    steps, every = 8, 4
+    args = _shard_args(out, steps, every)
+    reference = pretrain(["--run_dir", str(tmp_path / "uninterrupted"), *args])
+    assert reference["steps"] == steps
+    killed = tmp_path / "killed"
+    step = _start_and_kill_after_first_checkpoint(killed, args, every)
+    assert step == every and (step * 4) % n != 0, "the checkpoint resumed from must be mid-epoch"
+    resumed = pretrain(["--run_dir", str(killed), *args, "--ckpt_path=last"])
+    assert resumed["steps"] == steps
+    a = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    diff = _max_abs_diff(a["state_dict"], b["state_dict"])
+    print(f"shards kill-and-resume max abs weight difference: {diff}")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), (key, diff)
+    for i, state in a["optimizer_states"][0]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer_states"][0]["state"][i][name]), (i, name)
+    # the same clips in the same order, the killed run's first steps and the resumed run's rest
+    assert torch.equal(a["hjepa_resume"]["seen_video_index"], b["hjepa_resume"]["seen_video_index"])
+
+
+@pytest.mark.slow
+def test_ddp_ranks_read_distinct_shard_samples_and_cover_each_epoch(tmp_path: Path, shards) -> None:
+    """Two CPU processes (gloo) on the shards: per epoch the ranks' clips are disjoint and cover all."""
+    out, n = shards
+    batch, steps = 2, 12  # per rank: 24 clips / 2 ranks / 2 workers -> 3 batches a worker, 6 a rank
+    cmd = [sys.executable, "-m", "hjepa.cli.main", "pretrain", "--run_dir", str(tmp_path / "run"),
+           "--logger.wandb=false", f"--data.shards={out}", "--data.num_workers=2", f"--data.batch_size={batch}",
+           "--data.resolution=32", f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0",
+           "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"]
+    proc = subprocess.run(cmd, check=False, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    seen = [[int(i) for i in (tmp_path / "run" / f"seen_video_index.rank{r}.txt").read_text().split()]
+            for r in (0, 1)]
+    per_rank_epoch = n // 2
+    assert all(len(s) == steps * batch for s in seen)
+    for e in range(len(seen[0]) // per_rank_epoch):
+        r0, r1 = (set(s[e * per_rank_epoch:(e + 1) * per_rank_epoch]) for s in seen)
+        assert not r0 & r1, f"epoch {e}: both ranks read {sorted(r0 & r1)}"
+        assert r0 | r1 == set(range(n)), f"epoch {e}: clips never read {sorted(set(range(n)) - (r0 | r1))}"
+
+
+def test_a_resumed_shard_loader_continues_with_the_same_samples(shards) -> None:
+    out, _ = shards
 
     def loader():
         dm = VideoDataModule(shards=str(out), batch_size=2, num_workers=2, resolution=32, num_windows=2)

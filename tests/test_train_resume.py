@@ -38,13 +38,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start_and_kill_after_first_checkpoint(run_dir: Path) -> int:
+def _start_and_kill_after_first_checkpoint(run_dir: Path, args: list[str] = ARGS, every: int = EVERY) -> int:
     """Start ``hjepa pretrain`` in a subprocess, SIGKILL it once its first checkpoint is on disk."""
     ckpts = run_dir / "checkpoints"
-    proc = subprocess.Popen([sys.executable, "-m", "hjepa.cli.main", "pretrain", "--run_dir", str(run_dir), *ARGS],
+    proc = subprocess.Popen([sys.executable, "-m", "hjepa.cli.main", "pretrain", "--run_dir", str(run_dir), *args],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 600
-    while not ((ckpts / f"step{EVERY:06d}.ckpt").is_file() and (ckpts / "last.ckpt").is_file()):
+    while not ((ckpts / f"step{every:06d}.ckpt").is_file() and (ckpts / "last.ckpt").is_file()):
         assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert time.time() < deadline, "no checkpoint within 10 minutes"
         time.sleep(0.01)

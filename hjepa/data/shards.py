@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from litdata import StreamingDataset
+from litdata import StreamingDataLoader, StreamingDataset
 from litdata.streaming.serializers import Serializer
 
 from hjepa.data.dataset import FailedSample, VideoClipDataset, warn_once
@@ -166,3 +166,25 @@ class ShardClipDataset(StreamingDataset):
         """The frame rates of (up to ``sample`` of) the videos, from the shard items."""
         n = min(sample, len(self))
         return [float(StreamingDataset.__getitem__(self, i)["fps"]) for i in range(n)]
+
+
+class ShardLoader(StreamingDataLoader):
+    """litdata's loader, with a resumed epoch that ends where the trainer ends it.
+
+    After ``load_state_dict`` litdata replays from the saved position and clears its ``restore``
+    flag only when an epoch's iterator runs to exhaustion. Lightning stops an epoch after its
+    known number of batches without exhausting the iterator, so the flag stayed set and the
+    epoch after a resumed one replayed the resumed epoch's tail instead of starting a new,
+    reshuffled epoch: a killed run then trained on other clips than the uninterrupted one.
+    Here the flag holds for the first ``__iter__`` after a load only.
+    """
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        super().load_state_dict(obj)
+        self._resumed_epoch_pending = True
+
+    def __iter__(self) -> Any:
+        if not getattr(self, "_resumed_epoch_pending", False):
+            self.restore = False  # a new epoch: reset the position and reshuffle, as uninterrupted
+        self._resumed_epoch_pending = False
+        return super().__iter__()

@@ -296,9 +296,9 @@ class VideoDataModule(L.LightningDataModule):
     def _streaming_loader(self, dataset: Any) -> Any:
         """litdata's loader: it splits the shards by rank and worker and has the ``state_dict``
         (epoch, samples yielded per worker) that Lightning checkpoints for an exact resume."""
-        from litdata import StreamingDataLoader
+        from hjepa.data.shards import ShardLoader
 
-        return StreamingDataLoader(
+        return ShardLoader(
             dataset, batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0, drop_last=self.drop_last,
             collate_fn=self.collator(),
