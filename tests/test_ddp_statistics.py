@@ -48,10 +48,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save({"loss": loss / world, "grads": _grads(model),
                     "vicreg_var": outp.levels[0].stats["vicreg_var"]}, out)
-    # Both ranks leave together: a rank that tears gloo down while the other still writes can
-    # abort the process ("terminate called without an active exception"; seen once here).
+    # Both ranks leave together, then skip the interpreter's teardown: gloo's worker threads can
+    # still hold work objects when Python finalizes, and freeing them then aborts the process
+    # ("terminate called without an active exception"; seen once here and once in CI, after the
+    # figures were written). os._exit ends the rank with status 0 without running that teardown.
     dist.barrier()
     dist.destroy_process_group()
+    os._exit(0)
 
 
 def _free_port() -> int:
