@@ -6,7 +6,7 @@ in its folder; ``cache_features: true``, the default of the probe mode) and the 
 annotations they were made from. For every action, the *running* action is the segment before
 it in its video (what is happening ``tau_a`` seconds before it starts, when segments are longer
 than ``tau_a``) and the *previous* one the segment before that. The run's own attentive head
-(:class:`hjepa.anticipation.head.AttentiveProbe`, same training) is trained on chosen token sets
+(:class:`hjepa.anticipation.head.AnticipationHead`, same training) is trained on chosen token sets
 to name each of the three; validation accuracy is printed beside the majority class, with the
 effective rank of each token set (``hjepa.losses.stats.effective_rank`` of ``[N, Q*D]``).
 
@@ -30,11 +30,10 @@ from pathlib import Path
 import torch
 
 from hjepa.anticipation.annotations import Segment, read_annotations, read_video_info
-from hjepa.anticipation.probe import (
-    FeatureSet,
-    HeadConfig,
+from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
+from hjepa.anticipation.features import FeatureSet
+from hjepa.anticipation.heads import (
     HeadSpec,
-    OptimConfig,
     build_heads,
     fit_heads,
     predict_heads,
@@ -94,7 +93,8 @@ def probe(run: Path, annotations: Path, sets: list[tuple[str, ...]], epochs: int
         heads = build_heads(specs, shapes, {"action": len(classes)}, HeadConfig(dim=dim, num_heads=4))
         rows = train.labelled()
         set_input_stats(heads, specs, {k: v[rows] for k, v in train.tokens.items()})
-        fit_heads(heads, specs, train, OptimConfig(epochs=epochs, batch_size=64, lr=2e-3, label_smoothing=0.1), seed=seed)
+        opt = AnticipationOptimConfig(epochs=epochs, batch_size=64, lr=2e-3, label_smoothing=0.1)
+        fit_heads(heads, specs, train, opt, seed=seed)
         logits = predict_heads(heads, specs, val)
         y = val.targets["action"]
         keep = y >= 0

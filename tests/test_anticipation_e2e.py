@@ -26,14 +26,12 @@ pytestmark = pytest.mark.slow
 from test_eval_tiny_model import RESOLUTION, WORLD, tiny_export  # noqa: F401 - session fixture (trains once)
 
 from hjepa.anticipation.annotations import read_annotations
-from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig
+from hjepa.anticipation.config import AnticipationConfig, AnticipationOptimConfig, DataConfig, HeadConfig, WindowConfig
+from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import scores_from_logits
 from hjepa.anticipation.predictions import validate_challenge_json
-from hjepa.anticipation.probe import (
-    FeatureSet,
-    HeadConfig,
+from hjepa.anticipation.heads import (
     HeadSpec,
-    OptimConfig,
     build_heads,
     fit_heads,
     predict_heads,
@@ -54,7 +52,7 @@ WINDOW = WindowConfig(crop_size=64, num_windows=3)
 # validation videos syn_00256-syn_00319 (then the whole validation split, now the head-selection
 # split); weight decay is chosen again below, per head, on the head-selection split.
 HEAD = HeadConfig(dim=64, num_heads=4, dropout=0.2)
-OPTIM = OptimConfig(epochs=40, batch_size=64, lr=2e-3, weight_decay=0.2, label_smoothing=0.1)
+OPTIM = AnticipationOptimConfig(epochs=40, batch_size=64, lr=2e-3, weight_decay=0.2, label_smoothing=0.1)
 
 
 @pytest.fixture(scope="session")
@@ -281,7 +279,7 @@ def test_finetune_updates_only_levels_with_a_learning_rate(pretrained, synthetic
         cache_features=False, feature_batch_size=8,
         data=DataConfig(synthetic_dir=str(synthetic), max_train=24, max_val=12),
         window=WindowConfig(num_windows=3),
-        head=HeadConfig(dim=32, num_heads=2), optim=OptimConfig(epochs=1, batch_size=8),
+        head=HeadConfig(dim=32, num_heads=2), optim=AnticipationOptimConfig(epochs=1, batch_size=8),
     )
     summary = run(cfg, model=model)
     assert all(torch.equal(v, model.levels[0].state_dict()[k]) for k, v in level1.items())
@@ -311,7 +309,8 @@ def test_generic_labels_and_fps_from_the_video_files(pretrained, synthetic, tmp_
         ckpt=pretrained, out_dir=str(tmp_path / "run"), device="cpu", cpu_threads=1, ablation=False,
         data=DataConfig(train=str(tmp_path / "train.csv"), val=str(tmp_path / "val.csv"), video_dir=str(synthetic),
                         video_pattern="videos/{video_id}.mp4", max_train=80, max_val=40),
-        window=WindowConfig(num_windows=3), head=HeadConfig(dim=32, num_heads=2), optim=OptimConfig(epochs=2),
+        window=WindowConfig(num_windows=3), head=HeadConfig(dim=32, num_heads=2),
+        optim=AnticipationOptimConfig(epochs=2),
     )
     assert summary["num_actions"] == 6 and summary["main_head"] == "L1-2+pred"
     assert "action_recall5" in summary and "verb_recall5" not in summary
@@ -332,7 +331,8 @@ def test_missing_videos_are_skipped_and_counted(pretrained, synthetic, tmp_path)
         ckpt=pretrained, out_dir=str(tmp_path / "run"), device="cpu", cpu_threads=1, ablation=False,
         data=DataConfig(train=str(tmp_path / "ann.csv"), val=str(tmp_path / "ann.csv"), video_dir=str(synthetic),
                         video_pattern="videos/{video_id}.mp4"),
-        window=WindowConfig(num_windows=3), head=HeadConfig(dim=32, num_heads=2), optim=OptimConfig(epochs=1),
+        window=WindowConfig(num_windows=3), head=HeadConfig(dim=32, num_heads=2),
+        optim=AnticipationOptimConfig(epochs=1),
     )
     assert summary["skipped_videos"] == 1 and summary["dropped_no_video"] == 2  # one row in each split
     assert "no_such_video" in summary["skipped_files"][0]

@@ -1,22 +1,21 @@
-"""The attentive probe, its losses, and the cached-feature training loop on random features."""
+"""The anticipation head, its losses, and the cached-feature training loop on random features."""
 
 import pytest
 import torch
 
-from hjepa.anticipation.head import AttentiveProbe, head_loss, scores_from_logits, sigmoid_focal_loss
-from hjepa.anticipation.metrics import class_mean_topk_recall
-from hjepa.anticipation.probe import (
-    FeatureSet,
-    HeadConfig,
+from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
+from hjepa.anticipation.features import FeatureSet
+from hjepa.anticipation.head import AnticipationHead, head_loss, scores_from_logits, sigmoid_focal_loss
+from hjepa.anticipation.heads import (
     HeadSpec,
-    OptimConfig,
     ablation_specs,
     build_heads,
     fit_heads,
+    lr_factor,
     main_head_name,
     predict_heads,
-    warmup_cosine,
 )
+from hjepa.anticipation.metrics import class_mean_topk_recall
 
 
 @pytest.fixture(autouse=True)
@@ -29,15 +28,15 @@ def one_thread():
 
 
 @pytest.mark.parametrize("loss", ["ce", "focal"])
-def test_probe_shapes_and_every_parameter_gets_a_gradient(loss):
+def test_head_shapes_and_every_parameter_gets_a_gradient(loss):
     torch.manual_seed(0)
-    probe = AttentiveProbe([(4, 8), (2, 12)], {"verb": 5, "noun": 7, "action": 11}, dim=16, depth=2, num_heads=2)
+    head = AnticipationHead([(4, 8), (2, 12)], {"verb": 5, "noun": 7, "action": 11}, dim=16, depth=2, num_heads=2)
     x = [torch.randn(3, 4, 8), torch.randn(3, 2, 12)]
-    logits = probe(x)
+    logits = head(x)
     assert {k: tuple(v.shape) for k, v in logits.items()} == {"verb": (3, 5), "noun": (3, 7), "action": (3, 11)}
     y = {"verb": torch.tensor([0, 1, 4]), "noun": torch.tensor([6, 0, 1]), "action": torch.tensor([10, 2, 3])}
     head_loss(logits, y, loss).backward()
-    for name, p in probe.named_parameters():
+    for name, p in head.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     probs = scores_from_logits(logits, loss)
     assert all(((0 <= p) & (p <= 1)).all() for p in probs.values())
@@ -58,10 +57,10 @@ def test_ablation_specs_names():
     assert main_head_name(2) == "L1-2+pred" and [s.name for s in ablation_specs(2, ablation=False)] == ["L1-2+pred"]
 
 
-def test_warmup_cosine():
-    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
-    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
-    assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
+def test_lr_factor_warmup_then_cosine():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 10) == pytest.approx(0.0)
 
 
 def _features(n: int, g: torch.Generator) -> FeatureSet:
@@ -88,7 +87,7 @@ def test_heads_learn_from_the_informative_tokens_only():
     specs = ablation_specs(1)
     heads = build_heads(specs, {"ctx1": (5, 16), "pred1": (3, 16)}, {"verb": 4, "noun": 2, "action": 8},
                         HeadConfig(dim=16, num_heads=2))
-    losses = fit_heads(heads, specs, train, OptimConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=0.0))
+    losses = fit_heads(heads, specs, train, AnticipationOptimConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=0.0))
     assert set(losses) == {"L1", "L1+pred"}
     out = predict_heads(heads, specs, val)
     r_pred = class_mean_topk_recall(out["L1+pred"]["action"], val.targets["action"], 1)
@@ -113,7 +112,7 @@ def test_input_standardisation_rescues_low_variance_features():
     heads = build_heads(specs, {"ctx1": (2, 8)}, {"action": 4}, HeadConfig(dim=16, num_heads=2))
     heads["std"].set_input_stats([x])
     assert heads["std"].in_std0.min() > 1e-3
-    fit_heads(heads, specs, feats, OptimConfig(epochs=6, batch_size=64, lr=3e-3, weight_decay=0.0))
+    fit_heads(heads, specs, feats, AnticipationOptimConfig(epochs=6, batch_size=64, lr=3e-3, weight_decay=0.0))
     out = predict_heads(heads, specs, feats)
     acc = {k: (out[k]["action"].argmax(1) == y).float().mean().item() for k in ("std", "raw")}
     assert acc["std"] > 0.9 and acc["raw"] < 0.5, acc
@@ -121,18 +120,18 @@ def test_input_standardisation_rescues_low_variance_features():
 
 def test_constant_inputs_are_not_amplified():
     # A token set that does not vary (float noise only) stays near zero after standardisation.
-    probe = AttentiveProbe([(2, 4)], {"action": 3}, dim=8, num_heads=2)
+    head = AnticipationHead([(2, 4)], {"action": 3}, dim=8, num_heads=2)
     x = torch.ones(100, 2, 4) + 1e-7 * torch.randn(100, 2, 4)
-    probe.set_input_stats([x])
-    z = (x - probe.in_mean0) / probe.in_std0
+    head.set_input_stats([x])
+    z = (x - head.in_mean0) / head.in_std0
     assert z.abs().max() < 1e-2
 
 
 def test_tokens_of_another_layout_are_refused_by_name():
     # e.g. a head saved when level 2 gave its last step only, fed all observed steps
-    probe = AttentiveProbe([(4, 8), (2, 8)], {"action": 3}, dim=8, num_heads=2)
-    with pytest.raises(ValueError, match=r"token set 1 is \(6, 8\), the probe was built for \(2, 8\)"):
-        probe([torch.zeros(1, 4, 8), torch.zeros(1, 6, 8)])
+    head = AnticipationHead([(4, 8), (2, 8)], {"action": 3}, dim=8, num_heads=2)
+    with pytest.raises(ValueError, match=r"token set 1 is \(6, 8\), the head was built for \(2, 8\)"):
+        head([torch.zeros(1, 4, 8), torch.zeros(1, 6, 8)])
 
 
 def test_feature_set_subset_and_cat():

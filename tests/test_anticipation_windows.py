@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from hjepa.anticipation.annotations import Segment, VideoInfo
+from hjepa.anticipation.annotations import Segment, VideoTiming
 from hjepa.anticipation.windows import (
     anticipation_steps,
     draw_tau_a,
@@ -84,7 +84,7 @@ def test_bad_arguments():
 
 
 def test_plan_counts_clamped_and_dropped():
-    info = {"a": VideoInfo("a", 30.0, 60.0), "b": VideoInfo("b", 50.0, 60.0)}
+    info = {"a": VideoTiming("a", 30.0, 60.0), "b": VideoTiming("b", 50.0, 60.0)}
     segs = [
         Segment("ok", "a", 10.0, 11.0, 0, 0, "0,0"),
         Segment("clamped", "b", 1.2, 2.0, 0, 0, "0,0"),
@@ -102,7 +102,7 @@ def test_plan_counts_clamped_and_dropped():
 
 
 def test_per_segment_tau_a_and_draws():
-    info = {"a": VideoInfo("a", 30.0)}
+    info = {"a": VideoTiming("a", 30.0)}
     segs = [Segment("x", "a", 10.0, 11.0, 0, 0, "0,0")] * 2
     plan = plan_windows(segs, info, 1, [1.0, 2.0], sample_fps=30.0)
     assert [w.end_frame for _, w in plan.items] == [270, 240]

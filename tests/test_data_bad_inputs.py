@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from hjepa.data import dataset as dataset_mod
-from hjepa.data.dataset import ClipCollator, FailedSample, VideoClipDataset, probe_rows
+from hjepa.data.dataset import ClipCollator, FailedSample, VideoClipDataset, check_rows
 from hjepa.data.manifests import VideoRow, write_csv_manifest
 from hjepa.data.readers import VideoReadError, decord_available, open_video
 from hjepa.data.sampling import ClipSampler
@@ -145,7 +145,7 @@ LATE_DAMAGE = {"decord": {"corrupt", "truncated_faststart"}, "pyav": {"corrupt"}
 @pytest.mark.parametrize("reader", READERS)
 def test_probe_refuses_bad_inputs_at_setup(bad_files: dict[str, Path], reader: str) -> None:
     late = LATE_DAMAGE[reader]
-    ok, bad = probe_rows([VideoRow(str(p)) for p in bad_files.values()], reader)
+    ok, bad = check_rows([VideoRow(str(p)) for p in bad_files.values()], reader)
     name_of = {str(p): n for n, p in bad_files.items()}
     assert sorted(name_of[r.path] for r in ok) == sorted(late)
     assert len(bad) == len(bad_files) - len(late)

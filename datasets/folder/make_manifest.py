@@ -19,7 +19,7 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hjepa.data.dataset import probe_rows
+from hjepa.data.dataset import check_rows
 from hjepa.data.manifests import VIDEO_EXTENSIONS, scan_folder, write_csv_manifest
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("root", type=Path, help="folder of videos (class sub-folders optional)")
     p.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
     p.add_argument("--extensions", nargs="+", default=list(VIDEO_EXTENSIONS), help="video file endings")
-    p.add_argument("--check", action="store_true", help="decode-probe every video, drop bad ones")
+    p.add_argument("--check", action="store_true", help="decode-check every video, drop bad ones")
     p.add_argument("--reader", default="decord", choices=["decord", "pyav"], help="reader for --check")
     p.add_argument("--absolute", action="store_true", help="write absolute paths")
     args = p.parse_args(argv)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     bad: list[tuple[str, str]] = []
     if args.check:
-        rows, bad = probe_rows(rows, args.reader)
+        rows, bad = check_rows(rows, args.reader)
     write_csv_manifest(args.out, rows, relative=not args.absolute)
     if classes:
         (args.out.parent / "classes.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(classes)))

@@ -5,8 +5,8 @@ every one with a default, nested sections ``data`` / ``window`` / ``head`` / ``o
 
 Modules: ``annotations`` (EPIC / RULSTM / generic CSVs, video fps, action vocabulary),
 ``windows`` (where the observed clip lies), ``clips`` (decoding), ``features`` (context and
-predicted tokens per level), ``head`` (attentive probe, losses), ``probe`` (ablation heads and
-their training on cached features), ``metrics`` (class-mean top-5 recall), ``protocol``
+predicted tokens per level), ``head`` (the anticipation head, losses), ``heads`` (the ablation's heads
+and their training on cached features), ``metrics`` (class-mean top-5 recall), ``protocol``
 (every segment scored; unseen-participant and tail-class subsets), ``predictions`` (the
 challenge JSON), ``config`` and ``run``.
 """
@@ -15,18 +15,26 @@ from hjepa.anticipation.annotations import (
     ActionVocab,
     AnnotationError,
     Segment,
-    VideoInfo,
+    VideoTiming,
     build_vocab,
     keep_known,
     read_annotations,
     read_class_names,
     read_video_info,
 )
-from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig, load_config
-from hjepa.anticipation.head import AttentiveProbe, head_loss, sigmoid_focal_loss
+from hjepa.anticipation.config import (
+    AnticipationConfig,
+    AnticipationOptimConfig,
+    DataConfig,
+    HeadConfig,
+    WindowConfig,
+    load_config,
+)
+from hjepa.anticipation.features import FeatureSet
+from hjepa.anticipation.head import AnticipationHead, head_loss, sigmoid_focal_loss
 from hjepa.anticipation.metrics import anticipation_metrics, class_mean_topk_recall, topk_accuracy
 from hjepa.anticipation.predictions import build_challenge_json, validate_challenge_json, write_challenge_json
-from hjepa.anticipation.probe import FeatureSet, HeadConfig, HeadSpec, OptimConfig, ablation_specs
+from hjepa.anticipation.heads import HeadSpec, ablation_specs
 from hjepa.anticipation.run import load_head, run_anticipation
 from hjepa.anticipation.windows import ObservationWindow, anticipation_steps, observation_window, plan_windows
 
@@ -35,18 +43,18 @@ __all__ = [
     "AnticipationConfig",
     "DataConfig",
     "HeadConfig",
-    "OptimConfig",
+    "AnticipationOptimConfig",
     "WindowConfig",
     "load_config",
     "load_head",
     "run_anticipation",
     "AnnotationError",
-    "AttentiveProbe",
+    "AnticipationHead",
     "FeatureSet",
     "HeadSpec",
     "ObservationWindow",
     "Segment",
-    "VideoInfo",
+    "VideoTiming",
     "ablation_specs",
     "anticipation_metrics",
     "anticipation_steps",

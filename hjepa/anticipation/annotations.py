@@ -78,7 +78,7 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class VideoInfo:
+class VideoTiming:
     """Per-video metadata from ``EPIC_100_video_info.csv`` (or the synthetic equivalent)."""
 
     video_id: str
@@ -153,7 +153,7 @@ def read_epic_csv(
     path: str | Path,
     time_source: TimeSource = "timestamp",
     frame_fps: float | None = None,
-    video_info: dict[str, VideoInfo] | None = None,
+    video_info: dict[str, VideoTiming] | None = None,
 ) -> list[Segment]:
     """Read EPIC-KITCHENS-100 columns (also the synthetic generator's CSV).
 
@@ -194,7 +194,7 @@ def read_epic_csv(
     return segments
 
 
-def _video_fps(video_info: dict[str, VideoInfo] | None, video_id: str, path: Path, line: int) -> float:
+def _video_fps(video_info: dict[str, VideoTiming] | None, video_id: str, path: Path, line: int) -> float:
     if video_info is None or video_id not in video_info:
         raise ValueError(f"video {video_id!r} is not in the video-info table, so its frames cannot be timed")
     return video_info[video_id].fps
@@ -251,7 +251,7 @@ def read_annotations(
     format: AnnotationFormat = "auto",
     time_source: TimeSource = "timestamp",
     frame_fps: float | None = None,
-    video_info: dict[str, VideoInfo] | None = None,
+    video_info: dict[str, VideoTiming] | None = None,
 ) -> list[Segment]:
     """Read any supported layout (see the module docstring); ``format="auto"`` detects it."""
     fmt = detect_format(path) if format == "auto" else format
@@ -271,8 +271,8 @@ def read_annotations(
     return segments
 
 
-def read_video_info(path: str | Path) -> dict[str, VideoInfo]:
-    """``video_id,duration,fps[,resolution]`` -> {video_id: VideoInfo}."""
+def read_video_info(path: str | Path) -> dict[str, VideoTiming]:
+    """``video_id,duration,fps[,resolution]`` -> {video_id: VideoTiming}."""
     path = Path(path)
     rows = _open_rows(path)
     header = [c.strip() for c in rows[0]]
@@ -289,7 +289,7 @@ def read_video_info(path: str | Path) -> dict[str, VideoInfo]:
         if not (fps > 0 and math.isfinite(fps)):
             raise AnnotationError(f"{path}, line {line}: fps {fps} is not a positive number")
         video_id = row[col["video_id"]].strip()
-        table[video_id] = VideoInfo(video_id, fps, duration)
+        table[video_id] = VideoTiming(video_id, fps, duration)
     return table
 
 

@@ -1,6 +1,6 @@
 """Decoding the observed clips: video paths, per-video fps, resize + centre crop, a Dataset.
 
-Bad videos (missing, unreadable) are never retried: the probe skips them with one warning
+Bad videos (missing, unreadable) are never retried: the header read skips them with one warning
 naming the file, and :class:`ObservedClips` returns an error record that the loop counts.
 """
 
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from hjepa.anticipation.annotations import Segment, VideoInfo
+from hjepa.anticipation.annotations import Segment, VideoTiming
 from hjepa.anticipation.windows import ObservationWindow
 
 log = logging.getLogger(__name__)
@@ -29,15 +29,15 @@ def video_path(video_dir: str | Path, pattern: str, segment: Segment) -> Path:
 
 
 @dataclass
-class ProbeReport:
+class HeaderReport:
     """Videos whose header could not be read: ``skipped_files`` names them with the reason."""
 
     skipped_videos: int
     skipped_files: list[str]
 
 
-def probe_videos(paths: dict[str, Path], reader: str = "decord") -> tuple[dict[str, VideoInfo], ProbeReport]:
-    """fps and length of every video from its header: ``{video_id: VideoInfo}`` plus what was skipped."""
+def read_video_headers(paths: dict[str, Path], reader: str = "decord") -> tuple[dict[str, VideoTiming], HeaderReport]:
+    """fps and length of every video from its header: ``{video_id: VideoTiming}`` plus what was skipped."""
     from hjepa.data.readers import VideoReadError, video_info
 
     table, skipped = {}, []
@@ -48,8 +48,8 @@ def probe_videos(paths: dict[str, Path], reader: str = "decord") -> tuple[dict[s
             log.warning("skipping video %s: %s", path, err)
             skipped.append(f"{path}: {err}")
             continue
-        table[vid] = VideoInfo(vid, info.fps, info.num_frames / info.fps)
-    return table, ProbeReport(len(skipped), skipped)
+        table[vid] = VideoTiming(vid, info.fps, info.num_frames / info.fps)
+    return table, HeaderReport(len(skipped), skipped)
 
 
 def resize_crop(frames: Tensor, size: int) -> Tensor:

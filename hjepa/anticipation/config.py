@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
 
-from hjepa.anticipation.probe import HeadConfig, OptimConfig
+
+
+LossName = Literal["ce", "focal"]
 
 
 def _check(cond: bool, key: str, value: Any, why: str) -> None:
@@ -135,6 +137,32 @@ class WindowConfig:
         _check(self.crop_size is None or self.crop_size >= 8, "window.crop_size", self.crop_size, "must be >= 8 pixels")
 
 
+@dataclass(frozen=True)
+class HeadConfig:
+    """Anticipation head architecture (see :class:`~hjepa.anticipation.head.AnticipationHead`)."""
+
+    dim: int = 256
+    depth: int = 1
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnticipationOptimConfig:
+    """Optimisation of the heads (and, when fine-tuning, of the backbone)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    loss: LossName = "ce"
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+
+
 @dataclass
 class AnticipationConfig:
     """An ``hjepa anticipate`` run.
@@ -189,10 +217,11 @@ class AnticipationConfig:
     data: DataConfig = field(default_factory=DataConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: AnticipationOptimConfig = field(default_factory=AnticipationOptimConfig)
 
     def __post_init__(self) -> None:
-        for name, cls in (("data", DataConfig), ("window", WindowConfig), ("head", HeadConfig), ("optim", OptimConfig)):
+        sections = (("data", DataConfig), ("window", WindowConfig), ("head", HeadConfig), ("optim", AnticipationOptimConfig))
+        for name, cls in sections:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _from_dict(cls, value, name))

@@ -24,12 +24,56 @@ The functions take ``grad`` so fine-tuning can run the same code with gradients.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from hjepa.anticipation.windows import anticipation_steps
+
+
+@dataclass
+class FeatureSet:
+    """Cached features of N actions.
+
+    ``tokens[name]``: ``[N, Q, D]`` token set (``ctx{k}``: level k's context tokens at the
+    observation end, for k >= 2 those of its observed steps; ``pred{k}``: level k's predicted
+    tokens at the action start);
+    ``targets[output]``: ``[N]`` class indices (-1 where the action is not in the vocabulary);
+    ``uids``: segment id of each row (repeated when several ``tau_a`` were drawn).
+    """
+
+    tokens: dict[str, Tensor]
+    targets: dict[str, Tensor]
+    uids: list[str]
+    tau_a: Tensor = field(default_factory=lambda: torch.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def subset(self, index: Tensor) -> "FeatureSet":
+        rows = index.tolist()
+        return FeatureSet(
+            {k: v[index] for k, v in self.tokens.items()},
+            {k: v[index] for k, v in self.targets.items()},
+            [self.uids[i] for i in rows],
+            self.tau_a[index] if len(self.tau_a) else self.tau_a,
+        )
+
+    def labelled(self) -> Tensor:
+        """Indices of rows whose action is in the vocabulary."""
+        first = next(iter(self.targets.values()))
+        return (first >= 0).nonzero().flatten()
+
+    @staticmethod
+    def cat(parts: Sequence["FeatureSet"]) -> "FeatureSet":
+        return FeatureSet(
+            {k: torch.cat([p.tokens[k] for p in parts]) for k in parts[0].tokens},
+            {k: torch.cat([p.targets[k] for p in parts]) for k in parts[0].targets},
+            [u for p in parts for u in p.uids],
+            torch.cat([p.tau_a for p in parts]),
+        )
 
 
 def level_step_seconds(model, level: int, sample_fps: float) -> float:

@@ -1,20 +1,21 @@
-"""Attentive probe: one learned query per output cross-attends to the feature tokens.
+"""Anticipation head: one learned query per output cross-attends to the feature tokens.
 
 The features are several token sets of different widths (each level's context tokens, each
-level's predicted tokens). Each set is projected to the probe width and tagged with a learned
+level's predicted tokens). Each set is projected to the head width and tagged with a learned
 source embedding, so the queries can tell "level 2, predicted" from "level 1, context"; the
 sets are then concatenated and the queries (``verb``, ``noun``, ``action``) attend to all of them.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LossName = Literal["ce", "focal"]
+from hjepa.anticipation.config import LossName
+
 
 
 class CrossAttentionBlock(nn.Module):
@@ -23,7 +24,7 @@ class CrossAttentionBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"probe width {dim} is not divisible by {num_heads} heads")
+            raise ValueError(f"head width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(dim)
@@ -46,7 +47,7 @@ class CrossAttentionBlock(nn.Module):
         return q + self.mlp(self.norm_mlp(q))
 
 
-class AttentiveProbe(nn.Module):
+class AnticipationHead(nn.Module):
     """Anticipation head over several token sets.
 
     Each token set is first standardised with per-(token, channel) statistics of the training
@@ -58,7 +59,7 @@ class AttentiveProbe(nn.Module):
         in_shapes: ``(tokens, width)`` of each token set, in the order ``forward`` receives them.
         num_classes: classes per output, e.g. ``{"verb": 97, "noun": 300, "action": 3568}``;
             one query per output.
-        dim, depth, num_heads, mlp_ratio, dropout: probe width and cross-attention blocks.
+        dim, depth, num_heads, mlp_ratio, dropout: head width and cross-attention blocks.
     """
 
     def __init__(
@@ -73,9 +74,9 @@ class AttentiveProbe(nn.Module):
     ) -> None:
         super().__init__()
         if not in_shapes:
-            raise ValueError("the probe needs at least one token set")
+            raise ValueError("the head needs at least one token set")
         if not num_classes:
-            raise ValueError("the probe needs at least one output")
+            raise ValueError("the head needs at least one output")
         self.in_shapes = [tuple(s) for s in in_shapes]
         in_dims = [d for _, d in self.in_shapes]
         self.outputs = list(num_classes)
@@ -101,7 +102,7 @@ class AttentiveProbe(nn.Module):
         for i, s in enumerate(sources):
             s = s.float()
             if tuple(s.shape[1:]) != self.in_shapes[i]:
-                raise ValueError(f"token set {i} is {tuple(s.shape[1:])}, the probe was built for {self.in_shapes[i]}")
+                raise ValueError(f"token set {i} is {tuple(s.shape[1:])}, the head was built for {self.in_shapes[i]}")
             floor = rel_floor * s.square().mean().sqrt().clamp_min(1e-12)
             getattr(self, f"in_mean{i}").copy_(s.mean(0))
             getattr(self, f"in_std{i}").copy_(s.std(0, unbiased=False).clamp_min(floor))
@@ -114,7 +115,7 @@ class AttentiveProbe(nn.Module):
             # a head saved with other feature settings (crop, token_grid, context_steps) would
             # otherwise fail in the standardisation with a bare broadcasting error
             if tuple(s.shape[1:]) != self.in_shapes[i]:
-                raise ValueError(f"token set {i} is {tuple(s.shape[1:])}, the probe was built for {self.in_shapes[i]} "
+                raise ValueError(f"token set {i} is {tuple(s.shape[1:])}, the head was built for {self.in_shapes[i]} "
                                  "(features made with other crop_size / token_grid / context_steps settings?)")
         x = torch.cat([
             p((s.float() - getattr(self, f"in_mean{i}")) / getattr(self, f"in_std{i}")) + e

@@ -13,7 +13,7 @@ The run, step by step:
    level's predicted tokens at the action start. ``probe``: the backbone is frozen,
    features are computed once (and cached); ``finetune``: the backbone trains with per-level
    learning rates under the main head;
-4. heads (``probe.ablation_specs``): the main head reads every level's context and
+4. heads (``heads.ablation_specs``): the main head reads every level's context and
    predictions; with ``ablation`` the heads on level 1 only and on levels 1..k, with and
    without predictions, train in the same run on the same data;
 5. metrics on **every** validation segment, as the challenge scores them
@@ -43,16 +43,16 @@ from torch.utils.data import DataLoader
 from hjepa.anticipation.annotations import (
     ActionVocab,
     Segment,
-    VideoInfo,
+    VideoTiming,
     build_vocab,
     keep_known,
     read_annotations,
     read_class_names,
     read_video_info,
 )
-from hjepa.anticipation.clips import ObservedClips, collate_clips, probe_videos, video_path, worker_count
-from hjepa.anticipation.config import AnticipationConfig, DataConfig, WindowConfig
-from hjepa.anticipation.features import clip_features, clip_frames, feature_shapes
+from hjepa.anticipation.clips import ObservedClips, collate_clips, read_video_headers, video_path, worker_count
+from hjepa.anticipation.config import AnticipationConfig, AnticipationOptimConfig, DataConfig, HeadConfig, WindowConfig
+from hjepa.anticipation.features import FeatureSet, clip_features, clip_frames, feature_shapes
 from hjepa.anticipation.head import head_loss, scores_from_logits
 from hjepa.anticipation.metrics import chance_recall
 from hjepa.anticipation.predictions import build_challenge_json, write_challenge_json
@@ -62,19 +62,16 @@ from hjepa.anticipation.protocol import (
     protocol_sets,
     training_prior,
 )
-from hjepa.anticipation.probe import (
-    FeatureSet,
-    HeadConfig,
+from hjepa.anticipation.heads import (
     HeadSpec,
-    OptimConfig,
     ablation_specs,
     build_heads,
     fit_heads,
+    lr_factor,
     main_head_name,
     param_groups,
     predict_heads,
     set_input_stats,
-    warmup_cosine,
 )
 from hjepa.anticipation.windows import WindowPlan, draw_tau_a, plan_windows
 from hjepa.input_settings import InputSettings
@@ -108,7 +105,7 @@ def run_anticipation(
     data: DataConfig = DataConfig(),
     window: WindowConfig = WindowConfig(),
     head: HeadConfig = HeadConfig(),
-    optim: OptimConfig = OptimConfig(),
+    optim: AnticipationOptimConfig = AnticipationOptimConfig(),
 ) -> dict[str, Any]:
     """Probe or fine-tune a pretrained H-JEPA for action anticipation (EPIC-KITCHENS-100 protocol).
 
@@ -141,7 +138,7 @@ def run_anticipation(
         top_actions: action scores written per segment in the challenge JSON (the challenge: 100).
         data: annotations and videos (see ``DataConfig``).
         window: observed-clip placement and sampling (see ``WindowConfig``).
-        head: attentive-probe architecture (``dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``dropout``).
+        head: anticipation-head architecture (``dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``dropout``).
         optim: head optimisation (``epochs``, ``batch_size``, ``lr``, ``weight_decay``,
             ``warmup_epochs``, ``loss`` = ``ce`` | ``focal``, ``label_smoothing``,
             ``focal_gamma``, ``focal_alpha``).
@@ -329,14 +326,14 @@ class PreparedData:
     """
 
     def __init__(self, cfg: AnticipationConfig, train: list[Segment], val: list[Segment], vocab: ActionVocab,
-                 video_info: dict[str, VideoInfo], paths: dict[str, Path], counts: dict[str, Any],
+                 video_info: dict[str, VideoTiming], paths: dict[str, Path], counts: dict[str, Any],
                  val_all: list[Segment] | None = None, sets: ProtocolSets | None = None) -> None:
         self.cfg, self.train, self.val, self.vocab = cfg, train, val, vocab
         self.video_info, self.paths, self.counts = video_info, paths, counts
         self.val_all = list(val) if val_all is None else val_all
         self.sets = sets if sets is not None else protocol_sets(train, self.val_all)
 
-    def rate(self, info: VideoInfo) -> float:
+    def rate(self, info: VideoTiming) -> float:
         """Frames per second of the clips cut from this video."""
         w = self.cfg.window
         if w.sample_fps is not None:
@@ -387,7 +384,7 @@ def prepare_data(cfg: AnticipationConfig, out: Path, world: dict[str, Any] | Non
     paths = {s.video_id: video_path(video_dir, pattern, s) for s in train + val}
     skipped: list[str] = []
     if table is None:
-        table, probe = probe_videos(paths, d.reader)
+        table, probe = read_video_headers(paths, d.reader)
         skipped = probe.skipped_files
     else:
         missing = sorted(v for v in paths if not paths[v].is_file())
@@ -597,7 +594,7 @@ def finetune(cfg: AnticipationConfig, model: nn.Module, heads: nn.ModuleDict, sp
             if not keep.any():
                 continue
             for group, lr in zip(optim.param_groups, base):
-                group["lr"] = lr * warmup_cosine(step, total, warmup)
+                group["lr"] = lr * lr_factor(step, total, warmup)
             with _autocast(device, cfg.precision):
                 feats = clip_features(model, _model_input(batch["clip"], device), [w.tau_a for _, w in items],
                                       [ds.rate(ds.video_info[s.video_id]) for s, _ in items], num_levels, grad=True,

@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from hjepa.anticipation.annotations import Segment, VideoInfo
+from hjepa.anticipation.annotations import Segment, VideoTiming
 
 EPS = 1e-6
 
@@ -111,7 +111,7 @@ class WindowPlan:
 
 def plan_windows(
     segments: Sequence[Segment],
-    video_info: dict[str, VideoInfo],
+    video_info: dict[str, VideoTiming],
     num_frames: int,
     tau_a: float | Sequence[float],
     sample_fps: float | None = None,
@@ -138,7 +138,7 @@ def plan_windows(
             if default_fps is None:
                 no_info += 1
                 continue
-            info = VideoInfo(seg.video_id, default_fps)
+            info = VideoTiming(seg.video_id, default_fps)
         rate = sample_fps if sample_fps is not None else info.fps / frame_step  # type: ignore[operator]
         window = observation_window(seg.start_s, info.fps, tau, num_frames, rate, info.num_frames)
         if window is None:

@@ -86,10 +86,10 @@ def bench_decoders(videos: Path, threads: int, repeats: int, quick: bool) -> lis
     readers = [("decord", DecordReader)] if decord_available() else []
     readers.append(("pyav", PyAVReader))
     for path in files:
-        probe = PyAVReader(path)
-        n, fps = probe.num_frames, probe.fps
-        h, w = probe.frame_size()
-        probe.close()
+        header = PyAVReader(path)
+        n, fps = header.num_frames, header.fps
+        h, w = header.frame_size()
+        header.close()
         starts = [sampler.train_clip(n, fps, g).tolist() for _ in range(repeats)]
         row = {"file": path.name, "frames": n, "size": f"{w}x{h}"}
         for name, cls in readers:

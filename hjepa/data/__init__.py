@@ -8,7 +8,7 @@ from .dataset import (
     FailedSample,
     SyntheticClipDataset,
     VideoClipDataset,
-    probe_rows,
+    check_rows,
     seed_worker,
 )
 from .manifests import (
@@ -81,7 +81,7 @@ __all__ = [
     "decord_available",
     "mix_manifests",
     "open_video",
-    "probe_rows",
+    "check_rows",
     "read_csv_manifest",
     "read_manifest",
     "read_space_manifest",

@@ -302,15 +302,15 @@ class ClipCollator:
         return batch
 
 
-def probe_rows(
+def check_rows(
     rows: Sequence[VideoRow], reader: str = "decord", min_side: int = 16, min_frames: int = MIN_FRAMES
 ) -> tuple[list[VideoRow], list[tuple[str, str]]]:
-    """Header probe at setup: open every video, read its metadata and decode frame 0.
+    """Header check at setup: open every video, read its metadata and decode frame 0.
 
     Returns (usable rows, [(path, reason), ...] for the rest). A video is unusable when it is
     missing or cannot be decoded, has fewer than ``min_frames`` frames (a still image or a
     one-frame file is not a video), or frames whose shorter side is below ``min_side``.
-    Each refused file is warned about once. The probe decodes frame 0 only, to stay cheap on
+    Each refused file is warned about once. The check decodes frame 0 only, to stay cheap on
     large datasets: damage further in (a corrupt packet; with decord, a truncated file whose
     index comes first) is found, skipped and counted when the clip is loaded.
     """

@@ -165,7 +165,7 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
-class Segment:
+class ActivitySpan:
     """One activity of a video: frames ``start..stop`` inclusive."""
 
     start: int
@@ -188,7 +188,7 @@ class SyntheticVideo:
     recipe: int
     activity: np.ndarray
     positions: np.ndarray
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[ActivitySpan] = field(default_factory=list)
 
 
 def make_recipes(cfg: SyntheticConfig) -> list[list[int]]:
@@ -260,7 +260,7 @@ class SyntheticVideos:
         pos = rng.uniform(0.15, 0.85, size=(c.num_objects, 2))
         positions = np.empty((n_frames, c.num_objects, 2), dtype=np.float64)
         activity = np.empty(n_frames, dtype=np.int64)
-        segments: list[Segment] = []
+        segments: list[ActivitySpan] = []
         t, prev = 0, -1
         while t < n_frames:  # ends: t grows by >= 1 per activity
             action = seq[step % len(seq)]
@@ -281,7 +281,7 @@ class SyntheticVideos:
             positions[t : stop + 1, noun] = path
             pos = positions[stop].copy()
             activity[t : stop + 1] = action
-            segments.append(Segment(t, stop, verb, noun, action))
+            segments.append(ActivitySpan(t, stop, verb, noun, action))
             t, prev = stop + 1, action
         split = "train" if index < c.num_train_videos else "validation"
         return SyntheticVideo(

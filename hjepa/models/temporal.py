@@ -45,7 +45,7 @@ class StepPooler(nn.Module):
 
     ``attentive``: Q learned queries cross-attend the stride*Q' tokens of the group (each
     token tagged with its offset inside the group), followed by an MLP, as V-JEPA's
-    attentive probe pools. ``mean``: average over the group's steps, then adaptive average
+    attentive pooler does. ``mean``: average over the group's steps, then adaptive average
     from Q' to Q tokens. When Q' and Q are both square numbers the tokens are read as square
     grids (level 1's crops are square) and pooled in 2-D, so a level pretrained on a 4x4 grid
     sees the same layout when it reads an 8x8 grid (a larger crop): 2x2 blocks, not half-rows.

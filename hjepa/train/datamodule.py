@@ -31,7 +31,7 @@ from hjepa.data.dataset import (
     ClipCollator,
     SyntheticClipDataset,
     VideoClipDataset,
-    probe_rows,
+    check_rows,
     seed_worker,
     warn_once,
 )
@@ -83,7 +83,7 @@ class VideoDataModule(L.LightningDataModule):
         crop_ratio: aspect-ratio range of the training random-resized crop.
         hflip: random horizontal flip in training (real videos only).
         min_side: videos whose frames' shorter side is below this many pixels are skipped.
-        probe: open every video at setup (skips and counts bad files early; ~5 ms a file).
+        probe: open every video at setup (``check_rows``: skips and counts bad files early; ~5 ms a file).
         decode_threads: decoder threads per video (0: the decoder's own choice).
         seed: seed of clip sampling and augmentation (mixed with worker id and rank).
         drop_last: drop the last incomplete training batch.
@@ -166,7 +166,7 @@ class VideoDataModule(L.LightningDataModule):
         self.train_dataset: VideoClipDataset | SyntheticClipDataset | None = None
         self.val_dataset: VideoClipDataset | SyntheticClipDataset | None = None
         self._train_row_weights: list[float] | None = None
-        self._skipped: dict[str, str] = {}  # file -> reason, from the probe and from batches
+        self._skipped: dict[str, str] = {}  # file -> reason, from the setup check and from batches
         self._skipped_samples = 0  # samples dropped at load time (a file may count once per epoch)
         self._built = False
         self._input_settings: InputSettings | None = None
@@ -221,7 +221,7 @@ class VideoDataModule(L.LightningDataModule):
     ) -> tuple[list[VideoRow], list[float]]:
         """Drop (and count) the rows whose video is missing or, with ``probe``, unusable."""
         if self.probe:
-            ok, bad = probe_rows(rows, self.reader, self.min_side)
+            ok, bad = check_rows(rows, self.reader, self.min_side)
         else:
             ok = [r for r in rows if Path(r.path).is_file()]
             bad = [(r.path, "file does not exist") for r in rows if not Path(r.path).is_file()]
@@ -328,7 +328,7 @@ class VideoDataModule(L.LightningDataModule):
                 self._skipped.setdefault(f, "failed while loading")
 
     def skip_report(self) -> dict[str, Any]:
-        """Bad inputs seen so far: at setup (probe) and while loading (recorded batches).
+        """Bad inputs seen so far: at setup (``check_rows``) and while loading (recorded batches).
 
         ``skipped_videos``: distinct files skipped; ``skipped_files``: their paths (sorted);
         ``skipped_samples``: samples dropped at load time; ``reasons``: file -> why.

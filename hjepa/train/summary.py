@@ -13,7 +13,7 @@
   copy-the-present, the batch's per-(slot, token) mean target and copy + slot offset).
 - ``val/...``: the last validation metrics, when validation ran.
 - ``clips_per_s``: median training throughput over the second half of the run (this rank).
-- ``skipped_videos``: distinct unreadable input files skipped (setup probe + load time, all
+- ``skipped_videos``: distinct unreadable input files skipped (setup check + load time, all
   ranks); ``skipped_samples``: samples dropped at load time because their file failed.
 - ``checkpoint``, ``checkpoint_dir``, ``metrics_csv``, ``config``, ``wandb_dir``: paths.
 - ``git_revision``, ``world_size``.
@@ -139,7 +139,7 @@ class SummaryCallback(L.Callback):
 def skipped_counts(trainer: L.Trainer) -> tuple[int, int]:
     """(distinct unreadable files, samples dropped at load time) over all ranks.
 
-    Every rank probes the same manifest at setup, so files are de-duplicated across ranks
+    Every rank checks the same manifest at setup, so files are de-duplicated across ranks
     rather than summed; dropped samples are per rank and do add up.
     """
     dm = trainer.datamodule

@@ -1,21 +1,24 @@
-"""Heads trained on cached features: the ablation's head specs, the feature container, the loop.
+"""The ablation's heads: their specs, building them, and their training on cached features.
 
 With a frozen backbone the features of every action are computed once (``features.py``) and
-kept as a :class:`FeatureSet`; every head of the ablation then trains on the same tensors in
-one loop, one optimiser, one pass over the data per epoch. The heads do not share parameters,
+kept as a :class:`~hjepa.anticipation.features.FeatureSet`; every head of the ablation then
+trains on the same tensors in one loop, one optimiser, one pass over the data per epoch. The heads do not share parameters,
 so summing their losses trains each exactly as if it were alone.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from hjepa.anticipation.head import AttentiveProbe, LossName, head_loss
+from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
+from hjepa.anticipation.features import FeatureSet
+from hjepa.anticipation.head import AnticipationHead, head_loss
+from hjepa.train.schedules import warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -48,73 +51,19 @@ def main_head_name(num_levels: int) -> str:
     return ablation_specs(num_levels, ablation=False)[0].name
 
 
-@dataclass
-class FeatureSet:
-    """Cached features of N actions.
-
-    ``tokens[name]``: ``[N, Q, D]`` token set (``ctx{k}``: level k's context tokens at the
-    observation end, for k >= 2 those of its observed steps; ``pred{k}``: level k's predicted
-    tokens at the action start);
-    ``targets[output]``: ``[N]`` class indices (-1 where the action is not in the vocabulary);
-    ``uids``: segment id of each row (repeated when several ``tau_a`` were drawn).
-    """
-
-    tokens: dict[str, Tensor]
-    targets: dict[str, Tensor]
-    uids: list[str]
-    tau_a: Tensor = field(default_factory=lambda: torch.zeros(0))
-
-    def __len__(self) -> int:
-        return len(self.uids)
-
-    def subset(self, index: Tensor) -> "FeatureSet":
-        rows = index.tolist()
-        return FeatureSet(
-            {k: v[index] for k, v in self.tokens.items()},
-            {k: v[index] for k, v in self.targets.items()},
-            [self.uids[i] for i in rows],
-            self.tau_a[index] if len(self.tau_a) else self.tau_a,
-        )
-
-    def labelled(self) -> Tensor:
-        """Indices of rows whose action is in the vocabulary."""
-        first = next(iter(self.targets.values()))
-        return (first >= 0).nonzero().flatten()
-
-    @staticmethod
-    def cat(parts: Sequence["FeatureSet"]) -> "FeatureSet":
-        return FeatureSet(
-            {k: torch.cat([p.tokens[k] for p in parts]) for k in parts[0].tokens},
-            {k: torch.cat([p.targets[k] for p in parts]) for k in parts[0].targets},
-            [u for p in parts for u in p.uids],
-            torch.cat([p.tau_a for p in parts]),
-        )
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """Probe architecture (see :class:`AttentiveProbe`)."""
-
-    dim: int = 256
-    depth: int = 1
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-
-
 def build_heads(
     specs: Sequence[HeadSpec],
     shapes: Mapping[str, tuple[int, int]],
     num_classes: Mapping[str, int],
     cfg: HeadConfig,
 ) -> nn.ModuleDict:
-    """One :class:`AttentiveProbe` per spec, reading the token sets (``name: (tokens, width)``) it names."""
+    """One :class:`AnticipationHead` per spec, reading the token sets (``name: (tokens, width)``) it names."""
     heads = nn.ModuleDict()
     for spec in specs:
         missing = [s for s in spec.sources if s not in shapes]
         if missing:
             raise ValueError(f"head {spec.name} needs token sets {missing}; available: {sorted(shapes)}")
-        heads[spec.name] = AttentiveProbe(
+        heads[spec.name] = AnticipationHead(
             [tuple(shapes[s]) for s in spec.sources], num_classes, cfg.dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio,
             cfg.dropout,
         )
@@ -139,29 +88,10 @@ def param_groups(module: nn.Module, weight_decay: float, lr: float) -> list[dict
     return [g for g in groups if g["params"]]
 
 
-def warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """lr multiplier at ``step``: linear warmup to 1, then cosine to 0 at ``total``."""
-    if total <= 0:
-        return 1.0
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimisation of the heads (and, when fine-tuning, of the backbone)."""
-
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    loss: LossName = "ce"
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """lr multiplier at ``step``: linear warmup to 1 (reached at the end of step ``warmup - 1``), then cosine to 0
+    at ``total`` (:func:`hjepa.train.schedules.warmup_cosine` counted from step 1 during the warmup)."""
+    return warmup_cosine(step + 1 if step < warmup else step, total, warmup, 0.0, 1.0, 0.0)
 
 
 def _batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> Iterator[Tensor]:
@@ -174,7 +104,7 @@ def fit_heads(
     heads: nn.ModuleDict,
     specs: Sequence[HeadSpec],
     train: FeatureSet,
-    opt: OptimConfig,
+    opt: AnticipationOptimConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
     log: Callable[[str], None] | None = None,
@@ -196,7 +126,7 @@ def fit_heads(
         sums = {s.name: 0.0 for s in specs}
         for idx in _batches(len(data), opt.batch_size, True, g):
             for group, lr in zip(optim.param_groups, base):
-                group["lr"] = lr * warmup_cosine(step, total, warmup)
+                group["lr"] = lr * lr_factor(step, total, warmup)
             targets = {k: v[idx].to(device) for k, v in data.targets.items()}
             loss = 0.0
             for spec in specs:
