@@ -1,16 +1,13 @@
-"""Multi-block 3-D masks, collators and apply_masks."""
+"""Multi-block 3-D masks and apply_masks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from hjepa.masks import (
     DEFAULT_MASK_SPECS,
     BlockMaskSpec,
-    DictMaskCollator,
-    MaskCollator,
     MultiBlockMasks,
     apply_masks,
     sample_multiblock,
@@ -79,53 +76,6 @@ def test_seeded_determinism() -> None:
         ec, pc = c(4)
         assert all(torch.equal(x, y) for x, y in zip(ea + pa, eb + pb))
     assert not all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(ea + pa, ec + pc))
-
-
-def test_collator_returns_clips_and_masks() -> None:
-    samples = [(torch.randn(3, 16, 64, 64), i) for i in range(5)]
-    collate = MaskCollator.for_input(16, 64, 64, patch_size=16, tubelet_size=2, seed=0)
-    clips, masks_enc, masks_pred = collate(samples)
-    assert clips[0].shape == (5, 3, 16, 64, 64) and clips[1].tolist() == [0, 1, 2, 3, 4]
-    assert len(masks_enc) == len(masks_pred) == 2
-    for m in masks_enc + masks_pred:
-        assert m.shape[0] == 5 and m.dtype == torch.long and int(m.max()) < 8 * 4 * 4
-
-
-def test_dict_collator_adds_masks_sized_by_the_clip() -> None:
-    def drop_last(samples):  # a base collate that drops an unreadable sample
-        clips = torch.stack([s["clip"] for s in samples[:-1]])
-        return {"clip": clips, "label": torch.tensor([s["label"] for s in samples[:-1]])}
-
-    samples = [{"clip": torch.zeros(16, 32, 32, 3, dtype=torch.uint8), "label": i} for i in range(4)]
-    collate = DictMaskCollator((8, 2, 2), seed=0, collate_fn=drop_last,
-                               specs=[BlockMaskSpec(num_blocks=1, spatial_scale=(0.25, 0.25))])
-    batch = collate(samples)
-    assert set(batch) == {"clip", "label", "masks_enc", "masks_pred"}
-    assert batch["masks_enc"][0].shape[0] == batch["masks_pred"][0].shape[0] == 3
-    with pytest.raises(KeyError, match="clip"):
-        DictMaskCollator((8, 2, 2), collate_fn=lambda s: {"x": torch.zeros(1)})(samples)
-
-
-class _Clips(torch.utils.data.Dataset):
-    def __len__(self) -> int:
-        return 8
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.zeros(3, 4, 64, 64)
-
-
-def _loader_masks() -> list[torch.Tensor]:
-    torch.manual_seed(123)
-    loader = DataLoader(_Clips(), batch_size=2, num_workers=2, collate_fn=MaskCollator((2, 4, 4), seed=5))
-    return [torch.cat([m.flatten() for m in enc + pred]) for _, enc, pred in loader]
-
-
-def test_workers_draw_different_but_reproducible_masks() -> None:
-    first, second = _loader_masks(), _loader_masks()
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
-    # Batches 0 and 1 come from workers 0 and 1: they must not share one mask stream.
-    streams = {tuple(m.tolist()) for m in first}
-    assert len(streams) > 1
 
 
 def test_apply_masks_gathers_and_stacks() -> None:

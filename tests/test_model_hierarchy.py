@@ -280,3 +280,18 @@ def test_mean_pooling_keeps_the_grid_layout_when_the_grid_grows() -> None:
     # Token counts that are not square grids fall back to pooling over the token index.
     seq = torch.arange(12.0).reshape(1, 1, 12, 1).expand(1, 4, 12, 1)
     assert torch.equal(StepPooler(1, stride=4, num_queries=4, kind="mean")(seq).flatten(), torch.tensor([1.0, 4.0, 7.0, 10.0]))
+
+
+@pytest.mark.parametrize("level_input", ["target", "context"])
+def test_level_input_chooses_whether_level_2_trains_level_1(level_input: str) -> None:
+    # ``target``: level 2 reads level 1's EMA target (stop-gradient); ``context``: level 1's context
+    # encoder, so level 2's loss reaches it (end to end).
+    torch.manual_seed(0)
+    cfg = tiny_config(2)
+    cfg.level_input = level_input
+    model = HJEPA(cfg).train()
+    out = model(clip_for(cfg))
+    out.levels[1].loss.backward()
+    grads = [p.grad for p in model.levels[0].encoder.parameters() if p.requires_grad]
+    reached = any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert reached == (level_input == "context")

@@ -8,27 +8,30 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from hjepa.masks import apply_masks
 from hjepa.models.layers import Block
 from hjepa.models.pretrained import (
     CheckpointLoadError,
     UnsafeCheckpointError,
-    convert_predictor,
     encoder_state_dict,
     infer_encoder_config,
-    infer_predictor_config,
     load_encoder_state_dict,
     load_state_file,
-    load_vjepa_encoder,
 )
-from hjepa.models.vit import VideoViT, grid_positions
+from hjepa.models.vit import VideoViT
 
 transformers = pytest.importorskip("transformers")
 from transformers import VJEPA2Config, VJEPA2Model  # noqa: E402
 
 TOL = 1e-4  # max abs difference allowed between the reference model's tokens and ours (float32)
+
+
+def load_encoder(path, checkpoint_key: str = "target_encoder", num_heads: int | None = None) -> VideoViT:
+    """A file read as ``hjepa.loading`` reads ``encoder.pretrained``, into a VideoViT sized from its weights."""
+    sd = encoder_state_dict(load_state_file(path), checkpoint_key, source=str(path))
+    model = VideoViT(**infer_encoder_config(sd, num_heads=num_heads))
+    load_encoder_state_dict(model, sd, source=str(path))
+    return model
 
 
 def hf_model(hidden: int, heads: int, layers: int = 2, crop: int = 48, frames: int = 4) -> VJEPA2Model:
@@ -63,57 +66,15 @@ def test_encoder_matches_transformers_vjepa2(hidden: int, heads: int) -> None:
     assert (out - ref).abs().max().item() < TOL
 
 
-def test_load_transformers_folder_reads_heads_from_config(tmp_path) -> None:
+def test_load_transformers_folder(tmp_path) -> None:
     hf = hf_model(96, 2)  # 2 heads: not what width 96 would suggest (96 // 64 = 1)
     hf.save_pretrained(tmp_path)
-    ours = load_vjepa_encoder(tmp_path).eval()
+    ours = load_encoder(tmp_path, num_heads=2).eval()
     assert ours.num_heads == 2
     x = torch.randn(1, 3, 4, 48, 48)
     with torch.no_grad():
         ref = hf(pixel_values_videos=x.permute(0, 2, 1, 3, 4), skip_predictor=True).last_hidden_state
         assert (ours(x) - ref).abs().max().item() < TOL
-
-
-def _run_converted_predictor(psd, heads, grid, tokens, ctx, tgt, mask_index=1):
-    """The V-JEPA 2 predictor computation, written with our Blocks and the converted weights."""
-    cfg = infer_predictor_config(psd)
-    blocks = torch.nn.ModuleList(
-        Block(cfg["predictor_embed_dim"], heads, mlp_ratio=cfg["mlp_ratio"], use_rope=True) for _ in range(cfg["depth"])
-    )
-    blocks.load_state_dict({k[len("blocks."):]: v for k, v in psd.items() if k.startswith("blocks.")}, strict=True)
-    x = F.linear(apply_masks(tokens, ctx), psd["predictor_embed.weight"], psd["predictor_embed.bias"])
-    b, kc, dp = x.shape
-    queries = psd["mask_tokens"][mask_index % cfg["num_mask_tokens"]].expand(b, tgt.shape[1], dp)
-    h = torch.cat([x, queries], dim=1)
-    ids = torch.cat([ctx, tgt], dim=1)
-    order = ids.argsort(dim=1)
-    h = torch.gather(h, 1, order.unsqueeze(-1).expand_as(h))
-    pos = grid_positions(grid)[torch.gather(ids, 1, order)]
-    for blk in blocks.eval():
-        h = blk(h, pos=pos)
-    h = F.layer_norm(h, (dp,), psd["norm.weight"], psd["norm.bias"], eps=1e-6)
-    h = torch.gather(h, 1, order.argsort(dim=1).unsqueeze(-1).expand_as(h))[:, kc:]
-    return F.linear(h, psd["proj.weight"], psd["proj.bias"])
-
-
-def test_predictor_conversion_matches_transformers_vjepa2() -> None:
-    hf = hf_model(96, 4)
-    psd = convert_predictor(hf.state_dict())
-    assert psd["mask_tokens"].shape == (3, 48)
-    with torch.no_grad():
-        psd["mask_tokens"].normal_()  # zero-initialised by default: make the test see them
-        hf.predictor.embeddings.mask_tokens.copy_(psd["mask_tokens"].reshape(3, 1, 1, 48))
-    grid = (2, 3, 3)
-    g = torch.Generator().manual_seed(0)
-    perm = torch.stack([torch.randperm(18, generator=g) for _ in range(2)])
-    ctx, tgt = perm[:, :7].sort(1).values, perm[:, 7:].sort(1).values
-    x = torch.randn(2, 3, 4, 48, 48)
-    with torch.no_grad():
-        out = hf(pixel_values_videos=x.permute(0, 2, 1, 3, 4), context_mask=[ctx], target_mask=[tgt])
-        ref = out.predictor_output.last_hidden_state
-        ours = _run_converted_predictor(psd, 2, grid, out.last_hidden_state, ctx, tgt)
-    assert ours.shape == ref.shape == (2, 11, 96)
-    assert (ours - ref).abs().max().item() < TOL
 
 
 def _vjepa2_checkpoint(seed_enc: int = 0, seed_tgt: int = 1, **kw) -> tuple[dict, VideoViT, VideoViT]:
@@ -142,20 +103,18 @@ def _vjepa2_checkpoint(seed_enc: int = 0, seed_tgt: int = 1, **kw) -> tuple[dict
     return ckpt, enc, tgt
 
 
-def test_vjepa2_style_checkpoint_loads_both_encoders_and_predictor(tmp_path) -> None:
+def test_vjepa2_style_checkpoint_loads_both_encoders(tmp_path) -> None:
     ckpt, enc, tgt = _vjepa2_checkpoint()
     path = tmp_path / "vitl.pt"
     torch.save(ckpt, path)
     x = torch.randn(1, 3, 4, 32, 32)
     for key, src in (("target_encoder", tgt), ("encoder", enc)):
-        model = load_vjepa_encoder(path, checkpoint_key=key, num_heads=1).eval()
+        model = load_encoder(path, checkpoint_key=key, num_heads=1).eval()
         assert model.pos_embed == "rope"
         with torch.no_grad():
             assert torch.equal(model(x), src.eval()(x))
-    psd = convert_predictor(load_state_file(path))
-    assert psd["mask_tokens"].shape == (2, 32) and "blocks.0.attn.qkv.weight" in psd
     with pytest.raises(CheckpointLoadError, match="'encoder', 'predictor', 'target_encoder'"):
-        load_vjepa_encoder(path, checkpoint_key="ema_encoder")
+        load_encoder(path, checkpoint_key="ema_encoder")
 
 
 def test_wrong_width_names_key_and_both_shapes() -> None:
@@ -201,7 +160,7 @@ def test_vjepa1_sincos_checkpoint_loads(tmp_path) -> None:
     state["module.backbone.pos_embed"] = _vjepa1_table(64, 8, 14)  # trained for 16 x 224 x 224
     path = tmp_path / "vitl16.pth.tar"
     torch.save({"encoder": state, "target_encoder": state, "epoch": 300}, path)
-    model = load_vjepa_encoder(path, num_heads=4).eval()
+    model = load_encoder(path, num_heads=4).eval()
     assert model.pos_embed == "sincos" and model.sincos_uniform_power is True
     x = torch.randn(1, 3, 4, 32, 48)  # any grid: the table is computed for it
     with torch.no_grad():
@@ -210,7 +169,7 @@ def test_vjepa1_sincos_checkpoint_loads(tmp_path) -> None:
     state["module.backbone.pos_embed"] = torch.randn(1, 8 * 14 * 14, 64)  # not a sin-cos table
     torch.save({"target_encoder": state}, path)
     with pytest.raises(CheckpointLoadError, match="not a 3-D sin-cos table"):
-        load_vjepa_encoder(path, num_heads=4)
+        load_encoder(path, num_heads=4)
     rope_model = VideoViT(embed_dim=64, depth=2, num_heads=4, pos_embed="rope")
     state["module.backbone.pos_embed"] = _vjepa1_table(64, 8, 14)
     with pytest.raises(CheckpointLoadError, match="pos_embed='rope'"):
@@ -232,7 +191,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"encoder": {"w": torch.zeros(1)}, "x": _Payload(str(marker))}, path)
     with pytest.raises(UnsafeCheckpointError, match="refused to load"):
-        load_vjepa_encoder(path)
+        load_encoder(path)
     assert not marker.exists()
 
 

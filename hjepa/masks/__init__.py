@@ -1,6 +1,5 @@
-"""Multi-block 3-D masks (V-JEPA), their collators and ``apply_masks``."""
+"""Multi-block 3-D masks (V-JEPA) and ``apply_masks``."""
 
-from hjepa.masks.collator import DictMaskCollator, MaskCollator
 from hjepa.masks.multiblock import (
     DEFAULT_MASK_SPECS,
     LONG_RANGE,
@@ -15,9 +14,7 @@ from hjepa.masks.utils import apply_masks
 __all__ = [
     "BlockMaskSpec",
     "DEFAULT_MASK_SPECS",
-    "DictMaskCollator",
     "LONG_RANGE",
-    "MaskCollator",
     "MultiBlockMasks",
     "SHORT_RANGE",
     "apply_masks",

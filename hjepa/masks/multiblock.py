@@ -177,9 +177,6 @@ class MultiBlockMasks:
             )
         return cls((frames // tubelet_size, height // patch_size, width // patch_size), **kwargs)
 
-    def reseed(self, seed: int) -> None:
-        self.generator.manual_seed(int(seed))
-
     def __call__(self, batch_size: int) -> tuple[list[Tensor], list[Tensor]]:
         """(masks_enc, masks_pred): lists with one long [B, K_i] tensor per spec."""
         enc, pred = [], []

@@ -23,7 +23,6 @@ mis-shaped key is named in one :class:`CheckpointLoadError`.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import re
@@ -142,7 +141,6 @@ def is_hf_format(sd: Mapping[str, Tensor]) -> bool:
 
 # ---------------------------------------------------------------------- conversion
 _HF_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
-_HF_PRED_LAYER = re.compile(r"^predictor\.layer\.(\d+)\.(.+)$")
 _SAME_IN_BLOCK = ("norm1.", "norm2.", "mlp.fc1.", "mlp.fc2.")
 
 
@@ -227,89 +225,6 @@ def encoder_state_dict(
     if is_hf_format(sd):
         return convert_hf_encoder(sd)
     return sd
-
-
-def convert_predictor(ckpt: Any, checkpoint_key: str = "predictor", source: str = "checkpoint") -> dict[str, Tensor]:
-    """V-JEPA 2 (or V-JEPA) predictor weights in a compact, framework-neutral naming.
-
-    Output names (Dp = predictor width, D = encoder width, M = number of mask tokens):
-
-    * ``predictor_embed.{weight,bias}``: Linear D -> Dp applied to context tokens
-    * ``mask_tokens``: [M, Dp] learned target-token embeddings (one per mask set)
-    * ``blocks.{i}.*``: our :class:`~hjepa.models.layers.Block` names (fused ``attn.qkv``)
-    * ``norm.{weight,bias}``: final LayerNorm;  ``proj.{weight,bias}``: Linear Dp -> D
-
-    V-JEPA's fixed ``predictor_pos_embed`` sin-cos table is dropped (positions are computed per
-    grid). Any other key that is not understood raises, naming it.
-    """
-    if _is_state_dict(ckpt) and is_hf_format(ckpt):
-        return _convert_hf_predictor(ckpt)
-    sd = strip_prefixes(select_entry(ckpt, checkpoint_key, source))
-    if is_hf_format(sd) or any(k.startswith("predictor.layer.") for k in sd):
-        return _convert_hf_predictor(sd)
-    out: dict[str, Tensor] = {}
-    tokens: dict[int, Tensor] = {}
-    unknown = []
-    for key, value in sd.items():
-        if key.startswith("predictor_blocks."):
-            out["blocks." + key[len("predictor_blocks.") :]] = value
-        elif key.startswith("predictor_embed."):
-            out[key] = value
-        elif key.startswith("predictor_norm."):
-            out["norm." + key[len("predictor_norm.") :]] = value
-        elif key.startswith("predictor_proj."):
-            out["proj." + key[len("predictor_proj.") :]] = value
-        elif re.fullmatch(r"mask_tokens\.\d+", key):
-            tokens[int(key.split(".")[1])] = value.reshape(-1)
-        elif key == "predictor_pos_embed":
-            log.info("dropping predictor_pos_embed %s: a fixed sin-cos table, computed per grid", tuple(value.shape))
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointLoadError(f"{source}: predictor keys this converter does not know: {sorted(unknown)}")
-    if tokens:
-        out["mask_tokens"] = torch.stack([tokens[i] for i in sorted(tokens)])
-    return out
-
-
-def _convert_hf_predictor(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    sd = {k[len(HF_MODEL_PREFIX) :] if k.startswith(HF_MODEL_PREFIX) else k: v for k, v in sd.items()}
-    out, used = _convert_hf_blocks(sd, _HF_PRED_LAYER, "predictor.layer.", "blocks.")
-    simple = {
-        "predictor.embeddings.predictor_embeddings.weight": "predictor_embed.weight",
-        "predictor.embeddings.predictor_embeddings.bias": "predictor_embed.bias",
-        "predictor.layernorm.weight": "norm.weight",
-        "predictor.layernorm.bias": "norm.bias",
-        "predictor.proj.weight": "proj.weight",
-        "predictor.proj.bias": "proj.bias",
-    }
-    for src, dst in simple.items():
-        if src in sd:
-            out[dst] = sd[src]
-            used.add(src)
-    if "predictor.embeddings.mask_tokens" in sd:
-        mt = sd["predictor.embeddings.mask_tokens"]  # [M, 1, 1, Dp]
-        out["mask_tokens"] = mt.reshape(mt.shape[0], -1)
-        used.add("predictor.embeddings.mask_tokens")
-    unknown = sorted(k for k in sd if k.startswith("predictor.") and k not in used)
-    if unknown:
-        raise CheckpointLoadError(f"transformers VJEPA2 predictor keys this converter does not know: {unknown}")
-    if not out:
-        raise CheckpointLoadError("state dict holds no predictor weights (no 'predictor.*' keys)")
-    return out
-
-
-def infer_predictor_config(sd: Mapping[str, Tensor]) -> dict[str, Any]:
-    """Sizes of a predictor converted by :func:`convert_predictor` (heads are not in the weights)."""
-    dp, d = sd["predictor_embed.weight"].shape
-    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
-    return {
-        "embed_dim": int(d),
-        "predictor_embed_dim": int(dp),
-        "depth": depth,
-        "mlp_ratio": _mlp_ratio(sd["blocks.0.mlp.fc1.weight"].shape[0], dp) if depth else 4.0,
-        "num_mask_tokens": int(sd["mask_tokens"].shape[0]) if "mask_tokens" in sd else 0,
-    }
 
 
 # ---------------------------------------------------------------------- config inference
@@ -449,45 +364,3 @@ def load_encoder_state_dict(model: VideoViT, sd: Mapping[str, Tensor], source: s
     check_state_dict(model, sd, source)
     model.load_state_dict(sd, strict=True)
     return dropped
-
-
-def _hf_config_heads(path: Path) -> int | None:
-    cfg_path = path / "config.json" if path.is_dir() else path.with_name("config.json")
-    if cfg_path.is_file():
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
-            return None
-        if cfg.get("model_type") == "vjepa2":
-            return cfg.get("num_attention_heads")
-    return None
-
-
-def load_vjepa_encoder(
-    path: str | Path,
-    checkpoint_key: str = "target_encoder",
-    **overrides: Any,
-) -> VideoViT:
-    """Build a VideoViT that matches a V-JEPA / V-JEPA 2 / transformers checkpoint and load it.
-
-    Args:
-        path: checkpoint file, or a transformers folder (``model.safetensors`` + ``config.json``,
-            whose ``num_attention_heads`` is used).
-        checkpoint_key: ``"target_encoder"`` (default, the EMA encoder) or ``"encoder"`` for
-            V-JEPA training checkpoints.
-        overrides: VideoViT keywords that win over the inferred ones, e.g. ``num_heads=``,
-            ``temporal_attention="causal"``, ``drop_path_rate=``, ``grad_checkpointing=True``.
-            Overriding a size to something the weights do not have fails in the strict load.
-
-    Returns:
-        The loaded encoder (in train mode, as a fresh module).
-    """
-    path = Path(path)
-    ckpt = load_state_file(path)
-    sd = encoder_state_dict(ckpt, checkpoint_key, source=str(path))
-    heads = overrides.pop("num_heads", None) or _hf_config_heads(path)
-    cfg = infer_encoder_config(sd, num_heads=heads)
-    cfg.update(overrides)
-    model = VideoViT(**cfg)
-    load_encoder_state_dict(model, sd, source=str(path))
-    return model
