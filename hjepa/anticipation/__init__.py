@@ -4,11 +4,13 @@ The entry point is :func:`run_anticipation` (``hjepa anticipate``): typed keywor
 every one with a default, nested sections ``data`` / ``window`` / ``head`` / ``optim``.
 
 Modules: ``annotations`` (EPIC / RULSTM / generic CSVs, video fps, action vocabulary),
-``windows`` (where the observed clip lies), ``clips`` (decoding), ``features`` (context and
-predicted tokens per level), ``head`` (the anticipation head, losses), ``heads`` (the ablation's heads
-and their training on cached features), ``metrics`` (class-mean top-5 recall), ``protocol``
-(every segment scored; unseen-participant and tail-class subsets), ``predictions`` (the
-challenge JSON), ``config`` and ``run``.
+``windows`` (where the observed clip lies), ``clips`` (decoding), ``config`` (the typed
+settings), ``data`` (annotations, vocabulary and videos of a run), ``features`` (context and
+predicted tokens per level, extracted once and cached), ``head`` (the anticipation head,
+losses), ``heads`` (the ablation's heads, their training on cached features, their checkpoint),
+``finetune`` (the backbone trained under the main head), ``metrics`` (class-mean top-5 recall),
+``protocol`` (every segment scored; unseen-participant and tail-class subsets), ``predictions``
+(the challenge JSON), ``report`` (evaluation and artefacts) and ``run`` (composes them).
 """
 
 from hjepa.anticipation.annotations import (

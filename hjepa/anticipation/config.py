@@ -7,8 +7,14 @@ its value and the reason; :meth:`AnticipationConfig.from_dict` refuses unknown k
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any, Literal, Optional, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Optional, get_args, get_origin, get_type_hints
+
+if TYPE_CHECKING:
+    from hjepa.input_settings import InputSettings
+
+log = logging.getLogger(__name__)
 
 
 
@@ -306,3 +312,25 @@ def load_config(path: str, overrides: dict[str, Any] | None = None) -> Anticipat
             node = node.setdefault(p, {})
         node[last] = value
     return AnticipationConfig.from_dict(data)
+
+
+def resolve_window(cfg: AnticipationConfig, trained: "InputSettings | None") -> AnticipationConfig:
+    """Fill unset clip settings from the backbone's input record: the clips it knows are the
+    default. Videos are sampled at the frame rate it saw (``trained.fps``), whatever their own."""
+    w = cfg.window
+    changes: dict[str, Any] = {}
+    if trained is None:
+        return cfg
+    if w.num_windows is None and w.tau_o is None:
+        changes["num_windows"] = trained.num_windows
+    if w.frame_step is None and w.sample_fps is None:
+        if trained.fps is not None:
+            changes["sample_fps"] = trained.fps
+        else:
+            changes["frame_step"] = trained.step
+    if w.crop_size is None:
+        changes["crop_size"] = trained.resolution
+    if not changes:
+        return cfg
+    log.info("clip settings from the pretraining run: %s", changes)
+    return AnticipationConfig.from_dict({**cfg.to_dict(), "window": {**asdict(w), **changes}})

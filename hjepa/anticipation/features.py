@@ -23,14 +23,24 @@ The functions take ``grad`` so fine-tuning can run the same code with gradients.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from hjepa.anticipation.windows import anticipation_steps
+from hjepa.anticipation.windows import WindowPlan, anticipation_steps
+
+if TYPE_CHECKING:
+    from hjepa.anticipation.config import AnticipationConfig
+    from hjepa.anticipation.data import PreparedData
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -181,3 +191,108 @@ def feature_shapes(model, num_frames: int, crop_size: int, num_levels: int, toke
     clip = torch.zeros(1, 3, num_frames, crop_size, crop_size, device=p.device, dtype=p.dtype)
     feats = clip_features(model, clip, [0.0], [1.0], num_levels, token_grid=token_grid, context_steps=context_steps)
     return {k: (int(v.shape[1]), int(v.shape[2])) for k, v in feats.items()}
+
+
+# --- the features of a split: extraction and cache -----------------------------------------
+
+
+@dataclass
+class SplitFeatures:
+    """The features of one split and how they were made.
+
+    ``failed``: ``"path: reason"`` of every clip whose video failed to decode (skipped);
+    ``cached``: whether they were read from the cache file (None: no cache was consulted).
+    """
+
+    features: FeatureSet
+    failed: list[str] = field(default_factory=list)
+    cached: Optional[bool] = None
+
+
+def autocast(device: torch.device, precision: str):
+    enabled = precision == "bf16" and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def model_input(clip_uint8: Tensor, device: torch.device) -> Tensor:
+    from hjepa.data.transforms import to_model_input
+
+    return to_model_input(clip_uint8.to(device, non_blocking=True))
+
+
+def extract_features(model: nn.Module, ds: "PreparedData", plan: WindowPlan, num_levels: int, device: torch.device,
+                     cfg: "AnticipationConfig", split: str) -> SplitFeatures:
+    """Features of every planned clip (no gradient); clips whose video fails are skipped and listed."""
+    loader = ds.loader(plan, False, cfg.feature_batch_size)
+    parts: dict[str, list[Tensor]] = {}
+    rows: list[int] = []
+    errors: list[str] = []
+    with torch.no_grad(), autocast(device, cfg.precision):
+        for batch in loader:
+            errors += batch["errors"]
+            if batch["clip"] is None:
+                continue
+            idx = batch["index"].tolist()
+            items = [plan.items[i] for i in idx]
+            feats = clip_features(model, model_input(batch["clip"], device),
+                                  [w.tau_a for _, w in items], [ds.rate(ds.video_info[s.video_id]) for s, _ in items],
+                                  num_levels, token_grid=cfg.token_grid, context_steps=cfg.context_steps)
+            for k, v in feats.items():
+                parts.setdefault(k, []).append(v.to(getattr(torch, cfg.feature_dtype)).cpu())
+            rows += idx
+    if errors:
+        for e in sorted(set(errors))[:20]:
+            log.warning("skipped clip: %s", e)
+    if not rows:
+        raise ValueError(f"no {split} clip could be decoded ({len(errors)} failed, e.g. {errors[:3]})")
+    segs = [plan.items[i][0] for i in rows]
+    feats = FeatureSet(
+        {k: torch.cat(v) for k, v in parts.items()},
+        ds.targets(segs),
+        [s.uid for s in segs],
+        torch.tensor([plan.items[i][1].tau_a for i in rows]),
+    )
+    return SplitFeatures(feats, errors)
+
+
+def _cache_key(cfg: "AnticipationConfig", split: str, plan: WindowPlan, num_levels: int, model: nn.Module) -> str:
+    h = hashlib.sha256()
+    if cfg.ckpt and Path(cfg.ckpt).exists():
+        st = Path(cfg.ckpt).stat()
+        h.update(f"{Path(cfg.ckpt).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    else:
+        h.update(state_hash(model).encode())
+    h.update(json.dumps([split, num_levels, cfg.window.crop_size, cfg.data.reader, cfg.token_grid,
+                         cfg.context_steps, cfg.feature_dtype]).encode())
+    for seg, w in plan.items:
+        h.update(f"{seg.uid}|{seg.video_id}|{w.frames}|{w.tau_a:.6f}".encode())
+    return h.hexdigest()
+
+
+def cached_features(cfg: "AnticipationConfig", out: Path, split: str, model: nn.Module, ds: "PreparedData",
+                    plan: WindowPlan, num_levels: int, device: torch.device) -> SplitFeatures:
+    """:func:`extract_features` with a cache file that is reused only when its key matches exactly."""
+    path = out / f"features_{split}.pt"
+    key = _cache_key(cfg, split, plan, num_levels, model)
+    if cfg.cache_features and path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("key") == key:
+            log.info("reusing cached %s features from %s", split, path)
+            return SplitFeatures(FeatureSet(saved["tokens"], saved["targets"], saved["uids"], saved["tau_a"]),
+                                 cached=True)
+    made = extract_features(model, ds, plan, num_levels, device, cfg, split)
+    feats = made.features
+    if cfg.cache_features:
+        torch.save({"key": key, "tokens": feats.tokens, "targets": feats.targets, "uids": feats.uids,
+                    "tau_a": feats.tau_a}, path)
+    made.cached = False
+    return made
+
+
+def state_hash(model: nn.Module) -> str:
+    """SHA-256 of every tensor of ``model``'s state: a frozen backbone must keep it."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

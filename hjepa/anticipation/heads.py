@@ -9,16 +9,32 @@ so summing their losses trains each exactly as if it were alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
+from hjepa.anticipation.annotations import ActionVocab
+from hjepa.anticipation.config import AnticipationConfig, AnticipationOptimConfig, HeadConfig
 from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import AnticipationHead, head_loss
 from hjepa.train.schedules import warmup_cosine
+
+if TYPE_CHECKING:
+    from hjepa.models.hierarchy import HJEPA
+
+
+@dataclass
+class TrainResult:
+    """What training the heads gave: each head's last-epoch mean loss, the labelled samples of an
+    epoch, and (when the training clips were planned during training) the plan's counts."""
+
+    losses: dict[str, float]
+    samples: int
+    dropped_unobservable: int | None = None
+    clamped: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,3 +179,46 @@ def predict_heads(
             for k, v in logits.items():
                 out[spec.name].setdefault(k, []).append(v.float().cpu())
     return {h: {k: torch.cat(v) for k, v in d.items()} for h, d in out.items()}
+
+
+def train_on_features(heads: nn.ModuleDict, specs: Sequence[HeadSpec], train: FeatureSet, opt: AnticipationOptimConfig,
+                      device: torch.device | str = "cpu", seed: int = 0,
+                      log: Callable[[str], None] | None = None) -> TrainResult:
+    """Frozen backbone: standardise every head's inputs with the labelled training rows, then fit them."""
+    labelled = train.subset(train.labelled())
+    set_input_stats(heads, specs, labelled.tokens)
+    return TrainResult(fit_heads(heads, specs, train, opt, device, seed, log), len(labelled))
+
+
+def save_head(path: Path, cfg: AnticipationConfig, heads: nn.ModuleDict, specs: list[HeadSpec],
+              shapes: dict[str, tuple[int, int]],
+              vocab: ActionVocab, model: "HJEPA", main: str) -> Path:
+    """Every head's weights with what rebuilds them (plain values; loads with ``weights_only=True``).
+
+    In fine-tune mode the fine-tuned backbone's weights and config are stored as well.
+    """
+    ckpt: dict[str, Any] = {
+        "main_head": main,
+        "heads": {s.name: {"sources": list(s.sources), "state_dict": heads[s.name].state_dict()} for s in specs},
+        "shapes": {k: list(v) for k, v in shapes.items()},
+        "num_classes": vocab.num_classes,
+        "head_config": asdict(cfg.head),
+        "vocab": vocab.to_dict(),
+        "config": cfg.to_dict(),
+    }
+    if cfg.mode == "finetune":
+        ckpt["backbone_state_dict"] = model.state_dict()
+        ckpt["model_config"] = model.config.to_dict()
+    torch.save(ckpt, path)
+    return path
+
+
+def load_head(path: str | Path) -> tuple[nn.ModuleDict, list[HeadSpec], ActionVocab, dict[str, Any]]:
+    """Rebuild the heads saved by :func:`save_head`: (heads, specs, vocab, the raw checkpoint)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    specs = [HeadSpec(name, tuple(h["sources"])) for name, h in ckpt["heads"].items()]
+    shapes = {k: tuple(v) for k, v in ckpt["shapes"].items()}
+    heads = build_heads(specs, shapes, ckpt["num_classes"], HeadConfig(**ckpt["head_config"]))
+    for s in specs:
+        heads[s.name].load_state_dict(ckpt["heads"][s.name]["state_dict"], strict=True)
+    return heads, specs, ActionVocab.from_dict(ckpt["vocab"]), ckpt
