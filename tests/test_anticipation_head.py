@@ -11,11 +11,11 @@ from hjepa.anticipation.heads import (
     ablation_specs,
     build_heads,
     fit_heads,
-    lr_factor,
     main_head_name,
     predict_heads,
 )
 from hjepa.anticipation.metrics import class_mean_topk_recall
+from hjepa.heads import lr_factor
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,9 @@ from hjepa.anticipation.config import AnticipationConfig
 from hjepa.anticipation.data import PreparedData
 from hjepa.anticipation.features import autocast, clip_features, extract_features, model_input
 from hjepa.anticipation.head import head_loss
-from hjepa.anticipation.heads import HeadSpec, TrainResult, lr_factor, main_head_name, param_groups, set_input_stats
+from hjepa.anticipation.heads import HeadSpec, TrainResult, main_head_name, param_groups, set_input_stats
 from hjepa.anticipation.windows import WindowPlan, draw_tau_a
+from hjepa.heads.fit import fit
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ def finetune(cfg: AnticipationConfig, model: nn.Module, heads: nn.ModuleDict, sp
                 m.requires_grad_(True)
             groups += param_groups(nn.ModuleList(trainable), cfg.optim.weight_decay, lr)
     heads.to(device).train()
-    optim = torch.optim.AdamW(groups, lr=cfg.optim.lr)
-    base = [g["lr"] for g in optim.param_groups]
     main = main_head_name(num_levels)
     first_plan = ds.plan(ds.train, T, draw_tau_a(len(ds.train), cfg.window.tau_a, cfg.window.tau_a_range, rng))
     # Input standardisation from the pretrained features of (up to) 256 training clips, fixed from then on.
@@ -47,42 +46,49 @@ def finetune(cfg: AnticipationConfig, model: nn.Module, heads: nn.ModuleDict, sp
     set_input_stats(heads, specs, extract_features(model, ds, sample, num_levels, device, cfg, "train").features.tokens)
     steps_per_epoch = math.ceil(len(first_plan.items) / cfg.optim.batch_size)
     total, warmup = cfg.optim.epochs * steps_per_epoch, int(cfg.optim.warmup_epochs * steps_per_epoch)
-    step, last, samples = 0, {}, 0
-    for epoch in range(cfg.optim.epochs):
+    state = {"plan": first_plan, "seen": 0, "samples": 0}
+    sums: dict[str, float] = {}
+    last: dict[str, float] = {}
+
+    def batches(epoch: int):
         plan = first_plan if epoch == 0 else ds.plan(
             ds.train, T, draw_tau_a(len(ds.train), cfg.window.tau_a, cfg.window.tau_a_range, rng))
-        sums = {s.name: 0.0 for s in specs}
-        seen = 0
-        for batch in ds.loader(plan, True, cfg.optim.batch_size, cfg.seed + epoch):
-            if batch["clip"] is None:
-                continue
-            items = [plan.items[i] for i in batch["index"].tolist()]
-            targets = {k: v.to(device) for k, v in ds.targets([s for s, _ in items]).items()}
-            keep = targets[ds.vocab.outputs[0]] >= 0
-            if not keep.any():
-                continue
-            for group, lr in zip(optim.param_groups, base):
-                group["lr"] = lr * lr_factor(step, total, warmup)
-            with autocast(device, cfg.precision):
-                feats = clip_features(model, model_input(batch["clip"], device), [w.tau_a for _, w in items],
-                                      [ds.rate(ds.video_info[s.video_id]) for s, _ in items], num_levels, grad=True,
-                                      token_grid=cfg.token_grid, context_steps=cfg.context_steps)
-            targets = {k: v[keep] for k, v in targets.items()}
-            loss = 0.0
-            for spec in specs:
-                src = [feats[s][keep] if spec.name == main else feats[s][keep].detach() for s in spec.sources]
-                l_head = head_loss(heads[spec.name](src), targets, cfg.optim.loss, cfg.optim.label_smoothing,
-                                   cfg.optim.focal_gamma, cfg.optim.focal_alpha)
-                sums[spec.name] += l_head.item() * int(keep.sum())
-                loss = loss + l_head
-            optim.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
-            optim.step()
-            step += 1
-            seen += int(keep.sum())
-        samples += seen
-        last = {k: v / max(seen, 1) for k, v in sums.items()}
+        state.update(plan=plan, seen=0)
+        sums.update({s.name: 0.0 for s in specs})
+        return ds.loader(plan, True, cfg.optim.batch_size, cfg.seed + epoch)
+
+    def loss_fn(batch) -> torch.Tensor | None:
+        if batch["clip"] is None:
+            return None
+        plan = state["plan"]
+        items = [plan.items[i] for i in batch["index"].tolist()]
+        targets = {k: v.to(device) for k, v in ds.targets([s for s, _ in items]).items()}
+        keep = targets[ds.vocab.outputs[0]] >= 0
+        if not keep.any():
+            return None
+        with autocast(device, cfg.precision):
+            feats = clip_features(model, model_input(batch["clip"], device), [w.tau_a for _, w in items],
+                                  [ds.rate(ds.video_info[s.video_id]) for s, _ in items], num_levels, grad=True,
+                                  token_grid=cfg.token_grid, context_steps=cfg.context_steps)
+        targets = {k: v[keep] for k, v in targets.items()}
+        loss = 0.0
+        for spec in specs:
+            src = [feats[s][keep] if spec.name == main else feats[s][keep].detach() for s in spec.sources]
+            l_head = head_loss(heads[spec.name](src), targets, cfg.optim.loss, cfg.optim.label_smoothing,
+                               cfg.optim.focal_gamma, cfg.optim.focal_alpha)
+            sums[spec.name] += l_head.item() * int(keep.sum())
+            loss = loss + l_head
+        state["seen"] += int(keep.sum())
+        return loss  # type: ignore[return-value]
+
+    def on_epoch(epoch: int) -> None:
+        state["samples"] += state["seen"]
+        last.clear()
+        last.update({k: v / max(state["seen"], 1) for k, v in sums.items()})
         log.info("epoch %d/%d %s", epoch + 1, cfg.optim.epochs, " ".join(f"{k}={v:.3f}" for k, v in last.items()))
+
+    fit(heads, groups, batches, loss_fn, cfg.optim.epochs, cfg.optim.lr, total_steps=total, warmup_steps=warmup,
+        on_epoch=on_epoch)
     model.requires_grad_(False)
     model.eval()
-    return TrainResult(last, samples // cfg.optim.epochs, first_plan.dropped_unobservable, first_plan.clamped)
+    return TrainResult(last, state["samples"] // cfg.optim.epochs, first_plan.dropped_unobservable, first_plan.clamped)

@@ -3,7 +3,8 @@
 The features are several token sets of different widths (each level's context tokens, each
 level's predicted tokens). Each set is projected to the head width and tagged with a learned
 source embedding, so the queries can tell "level 2, predicted" from "level 1, context"; the
-sets are then concatenated and the queries (``verb``, ``noun``, ``action``) attend to all of them.
+sets are then concatenated and the queries (``verb``, ``noun``, ``action``) of the shared
+:class:`~hjepa.heads.pooling.AttentivePooler` attend to all of them.
 """
 
 from __future__ import annotations
@@ -15,36 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hjepa.anticipation.config import LossName
+from hjepa.heads.pooling import AttentivePooler
 
-
-
-class CrossAttentionBlock(nn.Module):
-    """Pre-norm cross-attention + MLP on the queries; the tokens are only read."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"head width {dim} is not divisible by {num_heads} heads")
-        self.num_heads = num_heads
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm_mlp = nn.LayerNorm(dim)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
-        self.dropout = dropout
-
-    def forward(self, q: Tensor, x: Tensor) -> Tensor:
-        """q: [B, M, D] queries, x: [B, N, D] tokens -> [B, M, D]."""
-        B, M, D = q.shape
-        h = self.num_heads
-        qh = self.q(self.norm_q(q)).view(B, M, h, D // h).transpose(1, 2)  # (B, h, M, D/h)
-        k, v = self.kv(self.norm_kv(x)).view(B, -1, 2, h, D // h).permute(2, 0, 3, 1, 4)  # 2 x (B, h, N, D/h)
-        a = F.scaled_dot_product_attention(qh, k, v, dropout_p=self.dropout if self.training else 0.0)
-        q = q + self.proj(a.transpose(1, 2).reshape(B, M, D))
-        return q + self.mlp(self.norm_mlp(q))
 
 
 class AnticipationHead(nn.Module):
@@ -85,12 +58,18 @@ class AnticipationHead(nn.Module):
             self.register_buffer(f"in_std{i}", torch.ones(n, d))
         self.proj = nn.ModuleList(nn.Sequential(nn.LayerNorm(d), nn.Linear(d, dim)) for d in in_dims)
         self.source_embed = nn.Parameter(torch.zeros(len(in_dims), dim))
-        self.queries = nn.Parameter(torch.zeros(len(self.outputs), dim))
-        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
+        # one query per output; drawn after the classifiers, so a seed gives the same head as ever
+        self.pooler = AttentivePooler(dim, len(self.outputs), depth, num_heads, mlp_ratio, dropout, init_queries=False)
         self.classifiers = nn.ModuleDict({name: nn.Linear(dim, c) for name, c in num_classes.items()})
         nn.init.trunc_normal_(self.source_embed, std=0.02)
-        nn.init.trunc_normal_(self.queries, std=0.02)
+        self.pooler.reset_queries()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # heads saved before the pooler was shared held its queries, blocks and norm directly
+        for old in [k for k in state_dict if k.startswith(prefix) and
+                    k[len(prefix):].split(".")[0] in ("queries", "blocks", "norm")]:
+            state_dict[prefix + "pooler." + old[len(prefix):]] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def set_input_stats(self, sources: Sequence[Tensor], rel_floor: float = 1e-3) -> None:
@@ -121,10 +100,7 @@ class AnticipationHead(nn.Module):
             p((s.float() - getattr(self, f"in_mean{i}")) / getattr(self, f"in_std{i}")) + e
             for i, (p, s, e) in enumerate(zip(self.proj, sources, self.source_embed))
         ], dim=1)  # [B, N, D]
-        q = self.queries.expand(x.shape[0], -1, -1)
-        for block in self.blocks:
-            q = block(q, x)
-        q = self.norm(q)
+        q = self.pooler(x)  # [B, outputs, D]
         return {name: self.classifiers[name](q[:, i]) for i, name in enumerate(self.outputs)}
 
 

@@ -20,7 +20,7 @@ from hjepa.anticipation.annotations import ActionVocab
 from hjepa.anticipation.config import AnticipationConfig, AnticipationOptimConfig, HeadConfig
 from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import AnticipationHead, head_loss
-from hjepa.train.schedules import warmup_cosine
+from hjepa.heads.fit import fit
 
 if TYPE_CHECKING:
     from hjepa.models.hierarchy import HJEPA
@@ -104,12 +104,6 @@ def param_groups(module: nn.Module, weight_decay: float, lr: float) -> list[dict
     return [g for g in groups if g["params"]]
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """lr multiplier at ``step``: linear warmup to 1 (reached at the end of step ``warmup - 1``), then cosine to 0
-    at ``total`` (:func:`hjepa.train.schedules.warmup_cosine` counted from step 1 during the warmup)."""
-    return warmup_cosine(step + 1 if step < warmup else step, total, warmup, 0.0, 1.0, 0.0)
-
-
 def _batches(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None) -> Iterator[Tensor]:
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for i in range(0, n, batch_size):
@@ -134,30 +128,32 @@ def fit_heads(
     data = train.subset(rows)
     steps_per_epoch = math.ceil(len(data) / opt.batch_size)
     total, warmup = opt.epochs * steps_per_epoch, int(opt.warmup_epochs * steps_per_epoch)
-    optim = torch.optim.AdamW(param_groups(heads, opt.weight_decay, opt.lr), lr=opt.lr)
-    base = [g["lr"] for g in optim.param_groups]
     g = torch.Generator().manual_seed(seed)
-    step, last = 0, {}
-    for epoch in range(opt.epochs):
-        sums = {s.name: 0.0 for s in specs}
-        for idx in _batches(len(data), opt.batch_size, True, g):
-            for group, lr in zip(optim.param_groups, base):
-                group["lr"] = lr * lr_factor(step, total, warmup)
-            targets = {k: v[idx].to(device) for k, v in data.targets.items()}
-            loss = 0.0
-            for spec in specs:
-                sources = [data.tokens[s][idx].to(device, non_blocking=True) for s in spec.sources]
-                l_head = head_loss(heads[spec.name](sources), targets, opt.loss, opt.label_smoothing,
-                                   opt.focal_gamma, opt.focal_alpha)
-                sums[spec.name] += l_head.item() * len(idx)
-                loss = loss + l_head
-            optim.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[union-attr]
-            optim.step()
-            step += 1
-        last = {k: v / len(data) for k, v in sums.items()}
+    sums: dict[str, float] = {}
+    last: dict[str, float] = {}
+
+    def batches(epoch: int) -> Iterator[Tensor]:
+        sums.update({s.name: 0.0 for s in specs})
+        return _batches(len(data), opt.batch_size, True, g)
+
+    def loss_fn(idx: Tensor) -> Tensor:
+        targets = {k: v[idx].to(device) for k, v in data.targets.items()}
+        loss = 0.0
+        for spec in specs:
+            sources = [data.tokens[s][idx].to(device, non_blocking=True) for s in spec.sources]
+            l_head = head_loss(heads[spec.name](sources), targets, opt.loss, opt.label_smoothing,
+                               opt.focal_gamma, opt.focal_alpha)
+            sums[spec.name] += l_head.item() * len(idx)
+            loss = loss + l_head
+        return loss  # type: ignore[return-value]
+
+    def on_epoch(epoch: int) -> None:
+        last.update({k: v / len(data) for k, v in sums.items()})
         if log is not None:
             log(f"epoch {epoch + 1}/{opt.epochs} " + " ".join(f"{k}={v:.3f}" for k, v in last.items()))
+
+    fit(heads, param_groups(heads, opt.weight_decay, opt.lr), batches, loss_fn, opt.epochs, opt.lr,
+        total_steps=total, warmup_steps=warmup, on_epoch=on_epoch)
     return last
 
 

@@ -1,7 +1,7 @@
 """Probes on frozen representations: which level holds which factor.
 
-Two probe heads, trained with a small full-batch loop on features that are computed once
-and never back-propagated into:
+Two probe heads, trained with the shared loop (``hjepa.heads.fit``, full batch) on features
+that are computed once and never back-propagated into:
 
 - :class:`LinearProbe`: a linear map on the token-averaged features (the classic test of
   what a representation makes linearly available);
@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from hjepa.heads import fit
 
 __all__ = [
     "LinearProbe",
@@ -160,7 +162,8 @@ def train_probe(
 
     Features are standardised with the training split's statistics (per dim), so one
     learning rate serves every level. Classification uses cross-entropy, regression MSE
-    on standardised targets; both run ``steps`` full-batch AdamW steps (the sets are small).
+    on standardised targets; both run ``steps`` full-batch AdamW steps (the sets are small)
+    through ``hjepa.heads.fit``.
 
     With ``groups`` (the clip of every sample), a fifth of the training clips is set aside
     to pick the step count (early stopping: the weights that scored best on them are kept),
@@ -201,31 +204,24 @@ def train_probe(
             y = (y - y_mu) / y_sd
             out_dim = y.shape[1]
         probe: nn.Module = (LinearProbe if kind == "linear" else AttentiveProbe)(x.shape[-1], out_dim)
-        opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
         fit_idx, sel_idx = train_idx, None
         if groups is not None and len(torch.unique(groups[train_idx])) >= 3:
             inner_fit, inner_sel = split_by_group(groups[train_idx], 0.2, seed + 1)
             fit_idx, sel_idx = train_idx[inner_fit], train_idx[inner_sel]
         xt, yt = x[fit_idx], y[fit_idx]
-        best, best_state = -float("inf"), None
-        for step in range(1, steps + 1):
-            probe.train()
+
+        def loss_fn(_: None) -> Tensor:
             out = probe(xt)
-            loss = F.cross_entropy(out, yt) if classification else F.mse_loss(out, yt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sel_idx is not None and (step % eval_every == 0 or step == steps):
-                probe.eval()
-                with torch.no_grad():
-                    sel_out = probe(x[sel_idx])
-                score = (_accuracy(sel_out, y[sel_idx]) if classification
-                         else r2_score(sel_out, y[sel_idx], y[fit_idx].mean(0)))
-                if score > best:
-                    best = score
-                    best_state = {k: v.detach().clone() for k, v in probe.state_dict().items()}
-        if best_state is not None:
-            probe.load_state_dict(best_state)
+            return F.cross_entropy(out, yt) if classification else F.mse_loss(out, yt)
+
+        def select() -> float:
+            sel_out = probe(x[sel_idx])
+            return (_accuracy(sel_out, y[sel_idx]) if classification
+                    else r2_score(sel_out, y[sel_idx], y[fit_idx].mean(0)))
+
+        # full batch: one step per epoch; the selection every ``eval_every`` steps
+        fit(probe, probe.parameters(), lambda _: [None], loss_fn, steps, lr, weight_decay,
+            select=select if sel_idx is not None else None, select_every=eval_every)
 
     probe.eval()
     with torch.no_grad():

@@ -16,6 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from hjepa.heads.fit import fit
+
 __all__ = ["FeatureDecoder", "train_decoder"]
 
 
@@ -97,17 +99,10 @@ def train_decoder(
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)
         dec = FeatureDecoder(feats.shape[-1], patch_size, width)
-        opt = torch.optim.AdamW(dec.parameters(), lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         n = feats.shape[0]
-        for _ in range(steps):
-            idx = torch.randint(0, n, (min(batch_size, n),))
-            out = dec(feats[idx])
-            loss = F.mse_loss(out, target[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+        # one random minibatch per step, the lr a cosine to 0 over the steps
+        fit(dec, dec.parameters(), lambda _: [torch.randint(0, n, (min(batch_size, n),))],
+            lambda idx: F.mse_loss(dec(feats[idx]), target[idx]), steps, lr, 1e-4, total_steps=steps)
     dec.eval()
     with torch.no_grad():
         err = torch.cat([(dec(feats[i : i + 64]) - target[i : i + 64]).abs().flatten(1).mean(1)
