@@ -32,7 +32,7 @@ import torch
 from hjepa.anticipation.annotations import Segment, read_annotations, read_video_info
 from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
 from hjepa.anticipation.features import FeatureSet
-from hjepa.anticipation.heads import (
+from hjepa.anticipation.head_training import (
     HeadSpec,
     build_heads,
     fit_heads,

@@ -30,7 +30,7 @@ from hjepa.anticipation.config import AnticipationConfig, AnticipationOptimConfi
 from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import scores_from_logits
 from hjepa.anticipation.predictions import validate_challenge_json
-from hjepa.anticipation.heads import (
+from hjepa.anticipation.head_training import (
     HeadSpec,
     build_heads,
     fit_heads,

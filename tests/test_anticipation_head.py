@@ -6,7 +6,7 @@ import torch
 from hjepa.anticipation.config import AnticipationOptimConfig, HeadConfig
 from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import AnticipationHead, head_loss, scores_from_logits, sigmoid_focal_loss
-from hjepa.anticipation.heads import (
+from hjepa.anticipation.head_training import (
     HeadSpec,
     ablation_specs,
     build_heads,

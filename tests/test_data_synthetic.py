@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from hjepa.anticipation.annotations import parse_timestamp  # what reads the CSVs the generator writes
 from hjepa.data.dataset import SyntheticClipDataset
 from hjepa.data.manifests import read_manifest
 from hjepa.data.readers import decord_available, open_video
@@ -28,7 +29,6 @@ from hjepa.data.synthetic import (
     VERBS,
     SyntheticConfig,
     SyntheticVideos,
-    parse_timestamp,
     verb_noun_of,
     write_synthetic_dataset,
 )

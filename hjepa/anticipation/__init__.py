@@ -36,7 +36,7 @@ from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import AnticipationHead, head_loss, sigmoid_focal_loss
 from hjepa.anticipation.metrics import anticipation_metrics, class_mean_topk_recall, topk_accuracy
 from hjepa.anticipation.predictions import build_challenge_json, validate_challenge_json, write_challenge_json
-from hjepa.anticipation.heads import HeadSpec, ablation_specs
+from hjepa.anticipation.head_training import HeadSpec, ablation_specs
 from hjepa.anticipation.run import load_head, run_anticipation
 from hjepa.anticipation.windows import ObservationWindow, anticipation_steps, observation_window, plan_windows
 

@@ -13,7 +13,7 @@ from hjepa.anticipation.config import AnticipationConfig
 from hjepa.anticipation.data import PreparedData
 from hjepa.anticipation.features import autocast, clip_features, extract_features, model_input
 from hjepa.anticipation.head import head_loss
-from hjepa.anticipation.heads import HeadSpec, TrainResult, main_head_name, param_groups, set_input_stats
+from hjepa.anticipation.head_training import HeadSpec, TrainResult, main_head_name, param_groups, set_input_stats
 from hjepa.anticipation.windows import WindowPlan, draw_tau_a
 from hjepa.heads.fit import fit
 

@@ -20,7 +20,7 @@ from hjepa.anticipation.config import AnticipationConfig
 from hjepa.anticipation.data import PreparedData
 from hjepa.anticipation.features import FeatureSet
 from hjepa.anticipation.head import scores_from_logits
-from hjepa.anticipation.heads import HeadSpec, predict_heads, save_head
+from hjepa.anticipation.head_training import HeadSpec, predict_heads, save_head
 from hjepa.anticipation.metrics import chance_recall
 from hjepa.anticipation.predictions import build_challenge_json, write_challenge_json
 from hjepa.anticipation.protocol import SplitEvaluation, training_prior

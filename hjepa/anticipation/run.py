@@ -1,6 +1,6 @@
 """``run_anticipation``: probe or fine-tune a pretrained H-JEPA for action anticipation.
 
-The run composes one module per role (``config`` -> ``data`` -> ``features`` -> ``heads`` /
+The run composes one module per role (``config`` -> ``data`` -> ``features`` -> ``head_training`` /
 ``finetune`` -> ``report``), step by step:
 
 1. load the H-JEPA (``hjepa.load_pretrained``) and the annotations (``data.prepare_data``); the
@@ -15,7 +15,7 @@ The run composes one module per role (``config`` -> ``data`` -> ``features`` -> 
    level's predicted tokens at the action start. ``probe``: the backbone is frozen,
    features are computed once (and cached); ``finetune``: the backbone trains with per-level
    learning rates under the main head;
-4. heads (``heads.ablation_specs``): the main head reads every level's context and
+4. heads (``head_training.ablation_specs``): the main head reads every level's context and
    predictions; with ``ablation`` the heads on level 1 only and on levels 1..k, with and
    without predictions, train in the same run on the same data;
 5. metrics on **every** validation segment, as the challenge scores them
@@ -48,7 +48,7 @@ from hjepa.anticipation.config import (
 from hjepa.anticipation.data import prepare_data
 from hjepa.anticipation.features import cached_features, clip_frames, extract_features, feature_shapes, state_hash
 from hjepa.anticipation.finetune import finetune
-from hjepa.anticipation.heads import ablation_specs, build_heads, load_head, main_head_name, train_on_features
+from hjepa.anticipation.head_training import ablation_specs, build_heads, load_head, main_head_name, train_on_features
 from hjepa.anticipation.report import evaluate_heads, failed_clip_counts, write_artefacts, write_summary
 from hjepa.anticipation.windows import draw_tau_a
 

@@ -406,12 +406,6 @@ def format_timestamp(seconds: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
-def parse_timestamp(text: str) -> float:
-    """Seconds from ``HH:MM:SS.ff[f]``."""
-    h, m, s = text.strip().split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any] | dict[str, Any]]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
