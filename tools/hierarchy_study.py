@@ -74,7 +74,7 @@ def worlds(babyai: str | None) -> dict[str, dict[str, Any]]:
             "pretrain": ["--data.train_manifests", str(root / "manifest_train.csv"),
                          "--data.val_manifests", str(root / "manifest_val.csv")],
             "evaluate": ["--data", str(root / "manifest_test.csv")],
-            "anticipate": ["--config", "configs/anticipate/babyai.yaml", "--data.video_dir", str(root / "videos"),
+            "anticipate": ["--config", "configs/anticipate/babyai.yaml", "--data.video_dir", str(root),  # the CSVs name videos/<id>.mp4
                            "--data.train", str(root / "subgoals_train.csv"),
                            "--data.val", str(root / "subgoals_test.csv"),
                            "--data.verb_classes", str(root / "subgoal_verb_classes.csv"),
