@@ -5,7 +5,7 @@ that are computed once and never back-propagated into:
 
 - :class:`LinearProbe`: a linear map on the token-averaged features (the classic test of
   what a representation makes linearly available);
-- :class:`AttentiveProbe`: one learned query cross-attends the tokens, then a linear map
+- :class:`AttentiveProbe`: the shared attentive pooler (one learned query), then a linear map
   (V-JEPA's evaluation head); it can read spatial layout that averaging throws away.
 
 Targets are either class ids (accuracy) or real vectors such as object positions (R²).
@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from hjepa.heads import fit
+from hjepa.heads import AttentivePooler, fit
 
 __all__ = [
     "LinearProbe",
@@ -54,7 +54,10 @@ class LinearProbe(nn.Module):
 
 
 class AttentiveProbe(nn.Module):
-    """One learned query cross-attends the tokens (multi-head), then a linear head.
+    """The shared attentive pooler (one learned query, one block), then a linear head.
+
+    The probe's features are standardised over the training split before they reach it, so the
+    pooler reads the tokens without a per-token norm (which would hide the token that stands out).
 
     Args:
         dim: feature width D.
@@ -66,22 +69,12 @@ class AttentiveProbe(nn.Module):
         super().__init__()
         while dim % num_heads:
             num_heads -= 1
-        self.num_heads = num_heads
-        self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim)
+        self.pooler = AttentivePooler(dim, num_queries=1, depth=1, num_heads=num_heads, norm_tokens=False)
         self.head = nn.Linear(dim, out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [N, Q, D]`` -> ``[N, out_dim]``."""
-        n, q, d = x.shape
-        h = self.num_heads
-        k, v = self.kv(x).reshape(n, q, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 x [N, h, Q, d/h]
-        query = self.query.expand(n, -1, -1).reshape(n, 1, h, d // h).transpose(1, 2)  # [N, h, 1, d/h]
-        out = F.scaled_dot_product_attention(query, k, v)  # [N, h, 1, d/h]
-        out = self.proj(out.transpose(1, 2).reshape(n, d))
-        return self.head(self.norm(out))
+        return self.head(self.pooler(x)[:, 0])
 
 
 @dataclass

@@ -8,15 +8,21 @@ from torch import Tensor, nn
 
 
 class CrossAttentionBlock(nn.Module):
-    """Pre-norm cross-attention + MLP on the queries; the tokens are only read."""
+    """Pre-norm cross-attention + MLP on the queries; the tokens are only read.
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0) -> None:
+    ``norm_tokens=False`` reads the tokens without a per-token LayerNorm, for features that are
+    already standardised as a whole: a per-token norm would erase how strongly a token stands
+    out, which is what a probe of "which token carries it" reads.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0,
+                 norm_tokens: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"head width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim) if norm_tokens else nn.Identity()
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -46,14 +52,15 @@ class AttentivePooler(nn.Module):
     Args:
         dim: token width D.
         num_queries: M, one pooled vector per query.
-        depth, num_heads, mlp_ratio, dropout: the cross-attention blocks.
+        depth, num_heads, mlp_ratio, dropout, norm_tokens: the cross-attention blocks.
     """
 
     def __init__(self, dim: int, num_queries: int = 1, depth: int = 1, num_heads: int = 4, mlp_ratio: float = 4.0,
-                 dropout: float = 0.0, init_queries: bool = True) -> None:
+                 dropout: float = 0.0, init_queries: bool = True, norm_tokens: bool = True) -> None:
         super().__init__()
         self.queries = nn.Parameter(torch.zeros(num_queries, dim))
-        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(dim, num_heads, mlp_ratio, dropout, norm_tokens)
+                                    for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         if init_queries:
             self.reset_queries()
