@@ -126,6 +126,8 @@ def test_wrong_width_names_key_and_both_shapes() -> None:
     msg = str(err.value)
     assert "shape mismatch: patch_embed.proj.weight: checkpoint (64, 3, 2, 16, 16) vs model (96, 3, 2, 16, 16)" in msg
     assert "blocks.1.mlp.fc2.weight: checkpoint (64, 256) vs model (96, 384)" in msg
+    # and says what the encoder config must be to fit them (only what differs: the depth is right)
+    assert msg.endswith("the weights are an encoder with encoder.embed_dim=64: set that in the config"), msg
 
 
 def test_missing_and_unexpected_keys_are_all_named() -> None:

@@ -238,6 +238,9 @@ def _mlp_ratio(hidden: int, dim: int) -> float:
 def infer_encoder_config(sd: Mapping[str, Tensor], num_heads: int | None = None) -> dict[str, Any]:
     """VideoViT keywords for an our-named encoder state dict (see :func:`encoder_state_dict`).
 
+    :func:`load_encoder_state_dict` uses them to tell a user whose config does not fit the weights
+    which ``encoder.*`` values would.
+
     Read from the weights: width, depth, patch and tubelet size, input channels, MLP ratio, qkv
     bias. ``pos_embed`` is ``"sincos"`` when the state dict carries V-JEPA's ``pos_embed``
     table (its channel split is detected too) and ``"rope"`` when it does not (V-JEPA 2).
@@ -331,7 +334,7 @@ def load_encoder_state_dict(model: VideoViT, sd: Mapping[str, Tensor], source: s
     Returns:
         {dropped key: reason} for the keys deliberately not loaded.
     """
-    sd = dict(sd)
+    given, sd = sd, dict(sd)
     dropped: dict[str, str] = {}
     if "pos_embed" in sd:
         table = sd.pop("pos_embed")
@@ -361,6 +364,20 @@ def load_encoder_state_dict(model: VideoViT, sd: Mapping[str, Tensor], source: s
             "computes per grid"
         )
         log.info("%s: dropping pos_embed: %s", source, dropped["pos_embed"])
-    check_state_dict(model, sd, source)
+    try:
+        check_state_dict(model, sd, source)
+    except CheckpointLoadError as err:
+        raise CheckpointLoadError(str(err) + _config_hint(model, given)) from None
     model.load_state_dict(sd, strict=True)
     return dropped
+
+
+def _config_hint(model: VideoViT, sd: Mapping[str, Tensor]) -> str:
+    """The ``encoder.*`` config values the weights imply where the model differs ('' when none can be read)."""
+    try:
+        inferred = infer_encoder_config(sd, num_heads=model.num_heads)  # heads are not in the weights
+    except CheckpointLoadError:
+        return ""
+    differ = [f"encoder.{k}={inferred[k]}" for k in ("embed_dim", "depth", "patch_size", "tubelet_size", "pos_embed")
+              if getattr(model, k) != inferred[k]]
+    return f"\n  the weights are an encoder with {', '.join(differ)}: set that in the config" if differ else ""
