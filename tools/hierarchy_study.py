@@ -60,14 +60,17 @@ def prior_top1(train_csv: Path, val_csv: Path) -> float:
     return sum(a == top for a in val) / len(val)
 
 
-def fit_gap(metrics_csv: Path, level: int, last: int = 20) -> tuple[float, float]:
+def fit_gap(metrics_csv: Path, level: int, last: int = 20) -> tuple[float | None, float | None]:
     """Level ``level``'s skill as logged by the pretraining: mean of the last ``last`` training-batch
-    values, and the last value on the validation clips (the same measure on clips it never trains on)."""
+    values, and the last value on the validation clips (the same measure on clips it never trains on).
+    None where the log has no such value (no log, a recipe without that level): the table shows '-'."""
+    if not metrics_csv.is_file():
+        return None, None
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     train = [float(r[f"train/level{level}/skill"]) for r in rows if r.get(f"train/level{level}/skill")][-last:]
     val = [float(r[f"val/level{level}/skill"]) for r in rows if r.get(f"val/level{level}/skill")]
-    return statistics.fmean(train), val[-1]
+    return (statistics.fmean(train) if train else None), (val[-1] if val else None)
 
 
 def worlds(babyai: str | None) -> dict[str, dict[str, Any]]:
