@@ -73,3 +73,31 @@ def test_windows_rows_are_per_clip_and_per_window() -> None:
     assert [r["frames"] for r in rows] == [16, 32]
     assert all(r["s_per_window"] == pytest.approx(r["s_per_clip"] / r["windows"]) for r in rows)
     assert result["ours_gflop_per_clip"] > 0 and "speedup_vs_reference" not in result
+
+
+def test_a_context_keeping_part_of_each_step_costs_fewer_flops() -> None:
+    """Level 1's context_keep applied to a setup: the context encoder with gradient runs on fewer
+    tokens, the rest of the step (whole targets, every query) stays."""
+    from hjepa.bench.model_step import BenchSetup
+
+    base = BenchSetup(_tiny_arch(), OptimConfig(), 1.0, 16, 64, 2, "tiny")
+    half = base.with_context_keep(0.5)
+    assert half.arch.levels[0].context_keep == 0.5 and half.arch.levels[1] == base.arch.levels[1]
+    batch = random_batch(2, 16, 64, torch.device("cpu"))
+    flops = {}
+    for name, s in (("whole", base), ("half", half)):
+        torch.manual_seed(0)
+        step = HJEPATrainStep(s.arch, s.optim, s.gradient_clip_val, torch.device("cpu"))
+        flops[name] = count_flops(lambda: step(batch), depth=2)
+    assert flops["half"].total < flops["whole"].total
+    # The context encoder's own forward: half the tokens, about half the FLOPs (the patch
+    # embedding runs on every tubelet before the choice; attention shrinks by more).
+    level = step.module.model.levels[0]
+    clip = torch.randn(2, 3, 16, 64, 64)
+    with torch.no_grad():
+        whole_fwd = count_flops(lambda: level.encoder(clip)).total
+        kept = level.encoder.draw_kept(clip.shape, 8, clip.device)
+        half_fwd = count_flops(lambda: level.encoder.encode_kept(clip, kept)).total
+    assert 0.4 * whole_fwd < half_fwd < 0.6 * whole_fwd
+    with pytest.raises(Exception, match="context_keep"):
+        base.with_context_keep(0.0)

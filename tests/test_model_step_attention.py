@@ -49,3 +49,21 @@ def test_blocks_are_used_only_where_they_skip_work() -> None:
     assert future_pattern(64, 16, pairs, None).pays()  # unbounded: still skips the later steps and other groups
     short = future_pairs(3, 1)
     assert not future_pattern(2, 2, short, 8).pays()  # two steps: the blocks would cover the whole mask
+
+
+@pytest.mark.parametrize("steps,tokens,group,window", [(8, 2, 4, 4), (5, 3, 7, 2), (6, 4, 2, None)])
+def test_block_attention_with_fewer_context_tokens_than_queries(steps: int, tokens: int, group: int,
+                                                                window: int | None) -> None:
+    # A context that kept K of each step's Q tokens (context_keep < 1): groups keep all Q.
+    torch.manual_seed(steps)
+    pairs = future_pairs(steps, 2)
+    pattern = future_pattern(steps - 1, tokens, pairs, window, group_tokens=group)
+    assert pattern.length == (steps - 1) * tokens + pairs.shape[0] * group
+    q, k, v = (torch.randn(2, 3, pattern.length, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_mask())
+    blocks = step_window_attention(q, k, v, pattern)
+    torch.testing.assert_close(blocks, dense, rtol=0, atol=1e-12)
+    weights = torch.randn_like(dense)
+    for a, b in zip(torch.autograd.grad((dense * weights).sum(), (q, k, v)),
+                    torch.autograd.grad((blocks * weights).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -20,6 +20,7 @@ rows time our step on clips of 1, 2, 4 and 8 windows (batch 1): cost per window 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -52,6 +53,16 @@ class BenchSetup:
     size: int
     batch: int
     source: str
+
+    def with_context_keep(self, keep: float) -> "BenchSetup":
+        """The same step with level 1's context encoding ``keep`` of each step's tokens."""
+        levels = [dataclasses.replace(self.arch.levels[0], context_keep=keep), *self.arch.levels[1:]]
+        try:
+            arch = dataclasses.replace(self.arch, levels=levels)
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        return BenchSetup(arch, self.optim, self.gradient_clip_val, self.frames, self.size, self.batch,
+                          f"{self.source}, context_keep {keep:g}")
 
     def with_windows(self, windows: int, batch: int) -> "BenchSetup":
         return BenchSetup(self.arch, self.optim, self.gradient_clip_val, windows * self.arch.frames_per_window,
@@ -224,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=5, help="timed steps per model (median reported)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile our model (the reference stays eager)")
+    ap.add_argument("--context_keep", type=float, default=None,
+                    help="level 1's context_keep (fraction of each step's tokens its context encodes; default: the setup's)")
     ap.add_argument("--no-reference", action="store_true", help="time ours only")
     ap.add_argument("--windows", type=int, nargs="*", default=[1, 2, 4, 8],
                     help="window counts of the per-clip-length rows (none: skip them)")
@@ -235,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     setup = config_setup(args.config, args.batch) if args.config else vits16_setup(args.frames, args.size, args.batch or 4, args.model)
+    if args.context_keep is not None:
+        setup = setup.with_context_keep(args.context_keep)
     result = run(setup, torch.device(args.device), args.precision, args.warmup, args.steps, not args.no_reference,
                  args.windows, args.compile)
     print(report(result))

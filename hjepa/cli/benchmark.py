@@ -27,6 +27,7 @@ def benchmark(
     steps: int = 5,
     bf16: bool = False,
     compile: bool = False,
+    context_keep: float | None = None,
     device: str = "cpu",
     windows: list[int] = [1, 2, 4, 8],  # noqa: B006 (read only)
     pipeline: bool = True,
@@ -48,6 +49,8 @@ def benchmark(
         steps: timed training steps per model (after 2 warm-up steps), median reported.
         bf16: bfloat16 autocast for both steps.
         compile: ``torch.compile`` our model (the reference stays eager).
+        context_keep: level 1's ``context_keep`` for our step (the fraction of each step's
+            tokens its context encodes in training); default: the setup's own.
         device: where the training step runs: ``cpu``, ``cuda`` or ``cuda:<i>``.
         windows: window counts of the per-clip-length rows (empty: skip them).
         pipeline: also time ``hjepa pretrain`` (default config) on the real videos.
@@ -64,6 +67,7 @@ def benchmark(
             "--device", device, "--precision", "bf16" if bf16 else "fp32", "--windows", *map(str, windows)]
     argv += (["--config", train_config] if train_config else []) + (["--batch", str(batch)] if batch else [])
     argv += ["--compile"] if compile else []
+    argv += ["--context_keep", str(context_keep)] if context_keep is not None else []
     train = model_step.main(argv)
     summary.update({f"train/{k}": v for k, v in train.items() if not isinstance(v, (list, dict))})
     for row in train.get("windows", []):

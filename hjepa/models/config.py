@@ -154,6 +154,11 @@ class LevelConfig:
             added in the predictor and V-JEPA 2's 3-D rotary layout in the temporal encoder, whose
             paired channels turn at different rates and so keep a trace of the step index (saved
             models from before the option).
+        context_keep: level 1 only: the fraction of each step's tokens its context encoder sees in
+            training (a random subset per window and time slot, the same count in each; the rest
+            are never encoded, as in V-JEPA's context). The future predictor reads the kept tokens
+            with their positions and still predicts every token of every future step, from whole
+            targets; evaluation, inference and the level above see every token. 1: all.
         context_window: how many past steps (its own included) a token attends to in the level's
             future predictor and, for levels >= 2, its temporal encoder; None: all. Bounded, a
             clip longer than the training clips shows them no step offset they were not trained on.
@@ -174,6 +179,7 @@ class LevelConfig:
     target_input: Literal["step", "causal"] = "step"
     time_encoding: Literal["rope", "absolute"] = "rope"
     context_window: Optional[int] = 4
+    context_keep: float = 1.0
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=128, depth=2, num_heads=4))
     latent: LatentConfig = field(default_factory=LatentConfig)
 
@@ -194,6 +200,7 @@ class LevelConfig:
                                    ("level", self.embed_dim, self.num_heads)):
             _check(self.time_encoding != "rope" or (width // heads) % 2 == 0, "level.time_encoding",
                    self.time_encoding, f"rope needs an even {name} head size, got {width // heads}")
+        _check(0.0 < self.context_keep <= 1.0, "level.context_keep", self.context_keep, "must be in (0, 1]")
         _check(self.context_window is None or self.context_window >= 1, "level.context_window",
                self.context_window, "must be >= 1 or null")
         _check(self.embed_dim % self.num_heads == 0, "level.embed_dim", self.embed_dim,
@@ -252,6 +259,15 @@ class HJEPAConfig:
         for i, lv in enumerate(self.levels):
             _check(lv.target != "shared" or self.vicreg_var_weight > 0, f"levels[{i}].target", lv.target,
                    "a shared target needs vicreg_var_weight > 0 (nothing else prevents collapse)")
+        for i, lv in enumerate(self.levels[1:], start=1):
+            _check(lv.context_keep == 1.0, f"levels[{i}].context_keep", lv.context_keep,
+                   "only level 1 (spatial tokens) can leave context tokens out")
+        keep = self.levels[0].context_keep
+        if keep < 1.0:
+            _check(not self.encoder.frozen, "levels[0].context_keep", keep,
+                   "a frozen encoder trains nothing: leaving its tokens out saves no gradient")
+            _check(self.level_input == "target" or len(self.levels) == 1, "levels[0].context_keep", keep,
+                   "level_input=context would hand level 2 the partial context; use level_input=target")
         if self.levels[0].masked_weight > 0:
             _check(self.encoder.temporal_attention in ("causal", "full"), "levels[0].masked_weight",
                    self.levels[0].masked_weight, "needs a ViT level 1")

@@ -49,7 +49,8 @@ class LevelOutput:
 
     Attributes:
         loss: scalar, this level's weighted-sum-ready loss (prediction + optional terms).
-        context: [B, S, Q, D] context-encoder step tokens (with gradient).
+        context: [B, S, Q, D] context-encoder step tokens (with gradient); in training with
+            ``context_keep`` < 1 only the K kept tokens of each step, [B, S, K, D].
         target: [B, S, Q, D] layer-normed target-encoder step tokens (no gradient).
         stats: detached scalars to log (``loss``, ``pred_loss``, ``std``, ``eff_rank``, ``copy_ratio``, ...).
     """
@@ -177,19 +178,26 @@ class JEPALevel(nn.Module):
         pairs: torch.Tensor,
         grid_hw: tuple[int, int] | None,
         z: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """[B, S, Q, D] context -> [B, P, Q, D] predicted layer-normed targets for ``pairs``."""
-        return self.predictor(context, pairs, grid_hw=grid_hw if self.spatial_tokens else None, z=z)
+        """[B, S, Q, D] context -> [B, P, Q, D] predicted layer-normed targets for ``pairs``.
+
+        ``token_index``: long [B, S, K] when the context holds only K of each step's Q tokens
+        (training with ``context_keep`` < 1): which positions they are."""
+        return self.predictor(context, pairs, grid_hw=grid_hw if self.spatial_tokens else None, z=z,
+                              token_index=token_index)
 
     def _latent_wta(
-        self, context: torch.Tensor, pairs: torch.Tensor, target: torch.Tensor, grid_hw: tuple[int, int] | None
+        self, context: torch.Tensor, pairs: torch.Tensor, target: torch.Tensor, grid_hw: tuple[int, int] | None,
+        token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Winner-takes-all over K latent draws: returns (loss, best prediction [B, P, Q, D])."""
         lat = self.cfg.latent
         b = context.shape[0]
         z = torch.randn(lat.num_samples * b, lat.dim, device=context.device, dtype=context.dtype)
         ctx = context.repeat(lat.num_samples, 1, 1, 1)
-        pred = self.predict_pairs(ctx, pairs, grid_hw, z=z)  # [K*B, P, Q, D]
+        index = None if token_index is None else token_index.repeat(lat.num_samples, 1, 1)
+        pred = self.predict_pairs(ctx, pairs, grid_hw, z=z, token_index=index)  # [K*B, P, Q, D]
         per = regression_loss(pred, target.repeat(lat.num_samples, 1, 1, 1), self.loss_kind, reduce_dims=1)
         per = per.reshape(lat.num_samples, b)
         best = per.argmin(dim=0)  # [B]
@@ -216,13 +224,22 @@ class JEPALevel(nn.Module):
                 such tensors (one per block family, e.g. short- and long-range; their losses
                 are averaged); used only when ``masked_weight > 0``.
         """
-        context = self.encode_context(x)
+        token_index = None
+        if self.training and self.spatial_tokens and self.cfg.context_keep < 1:
+            # The future objective's context sees part of each step (V-JEPA's context sees 10-25 %
+            # of a clip): the encoder's cost with gradient shrinks with it; targets stay whole.
+            count = max(1, round(self.cfg.context_keep * grid_hw[0] * grid_hw[1]))
+            kept = self.encoder.draw_kept(x.shape, count, x.device)
+            context, token_index = self.encoder.encode_kept(x, kept)  # [B, S, K, D], [B, S, K]
+        else:
+            context = self.encode_context(x)
+        whole = None if token_index is not None else context  # a partial context is no target
         # A shared target keeps its gradient: the encoder learns to make its future predictable.
         if self.shared_target:
-            target = normalize_target(self._target_raw(self.encoder, x, context))
+            target = normalize_target(self._target_raw(self.encoder, x, whole))
         else:
-            target = self.encode_target(x, context)
-        s = context.shape[1]
+            target = self.encode_target(x, whole)
+        s = target.shape[1]
         if s < 2:
             raise ValueError(f"level has {s} step(s) in this clip; it needs at least 2 to predict: use a longer clip")
         pairs = future_pairs(s, self.cfg.horizon, device=context.device)
@@ -231,9 +248,9 @@ class JEPALevel(nn.Module):
             pairs = pairs[keep.sort().values]
         future = target[:, pairs.sum(1)]  # [B, P, Q, D]
         if self.training and self.cfg.latent.dim > 0:
-            pred_loss, pred = self._latent_wta(context, pairs, future, grid_hw)
+            pred_loss, pred = self._latent_wta(context, pairs, future, grid_hw, token_index)
         else:
-            pred = self.predict_pairs(context, pairs, grid_hw)
+            pred = self.predict_pairs(context, pairs, grid_hw, token_index=token_index)
             pred_loss = regression_loss(pred, future, self.loss_kind)
         loss = pred_loss
         stats: dict[str, torch.Tensor] = {"pred_loss": pred_loss.detach()}

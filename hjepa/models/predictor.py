@@ -25,18 +25,21 @@ from hjepa.models.step_attention import StepWindowPattern
 
 
 def future_pattern(
-    num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None
+    num_steps: int, tokens_per_step: int, pairs: torch.Tensor, context_window: int | None = None,
+    group_tokens: int | None = None,
 ) -> StepWindowPattern:
     """The predictor's attention pattern: context steps followed by query groups.
 
     Args:
-        num_steps: S context steps, each ``tokens_per_step`` (Q) tokens.
+        num_steps: S context steps, each ``tokens_per_step`` (K) tokens.
         pairs: long [P, 2] of (context end t, horizon j); group p sees context steps <= t.
         context_window: W, a context token of step s sees steps s-W+1..s, and a query group
             with context end t steps t-W+1..t; None: every earlier step.
+        group_tokens: Q tokens per query group (None: K).
     """
     window = num_steps if context_window is None else context_window
-    return StepWindowPattern(num_steps, tokens_per_step, pairs[:, 0], window)
+    return StepWindowPattern(num_steps, tokens_per_step, pairs[:, 0], window,
+                             None if group_tokens == tokens_per_step else group_tokens)
 
 
 class FuturePredictor(nn.Module):
@@ -108,19 +111,27 @@ class FuturePredictor(nn.Module):
         pairs: torch.Tensor,
         grid_hw: tuple[int, int] | None = None,
         z: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict target tokens for every (t, j) pair.
 
         Args:
-            context: [B, S, Q, D] context tokens of steps 0..S-1.
+            context: [B, S, K, D] context tokens of steps 0..S-1; K = Q unless ``token_index``.
             pairs: long [P, 2] of (context end t < S, horizon 1 <= j <= h).
             grid_hw: (Hg, Wg) when Q is a spatial grid (level 1).
             z: [B, latent_dim] latent, added to every query token (None: z = 0).
+            token_index: long [B, S, K], which of a step's Q positions each context token holds
+                (a context that kept only part of each step, ``LevelConfig.context_keep``); None:
+                all Q in order. Queries are still made for all Q positions; a query at a position
+                its context step t did not keep starts without the anchor there.
 
         Returns:
             [B, P, Q, D]: the prediction for step t+j of every pair.
         """
-        b, s, q, _ = context.shape
+        b, s, k, _ = context.shape
+        if token_index is not None and grid_hw is None:
+            raise ValueError("token_index needs grid_hw: only level 1's spatial tokens can be left out")
+        q = k if token_index is None else grid_hw[0] * grid_hw[1]
         p = pairs.shape[0]
         # Steps after the last context end are never visible: drop them.
         s = int(pairs[:, 0].max()) + 1
@@ -129,32 +140,39 @@ class FuturePredictor(nn.Module):
         tgt_step = pairs[:, 0] + pairs[:, 1]  # [P]
         ctx_steps = torch.arange(s, device=context.device)
 
-        emb = self.embed(context)  # [B, S, Q, pd]
-        x = emb + tok_pos[None]
+        emb = self.embed(context)  # [B, S, K, pd]
+        if token_index is None:
+            x = emb + tok_pos[None]
+            anchor = emb
+        else:
+            token_index = token_index[:, :s]
+            x = emb + tok_pos[token_index]
+            # The present token of each kept position, zero where step t kept none.
+            anchor = emb.new_zeros(b, s, q, self.dim).scatter(2, token_index[..., None].expand_as(emb), emb)
         qry = self.query_token + self.horizon_embed[pairs[:, 1] - 1][:, None, :] + tok_pos[None]  # [P, Q, pd]
         rope = None
         if self.rope_time:
-            token_steps = torch.cat([ctx_steps.repeat_interleave(q), tgt_step.repeat_interleave(q)])  # [S*Q + P*Q]
+            token_steps = torch.cat([ctx_steps.repeat_interleave(k), tgt_step.repeat_interleave(q)])  # [S*K + P*Q]
             rope = rope_time_tables(token_steps, self.head_dim)
         else:
             time_pos = sincos_1d(self.dim, torch.arange(s + self.horizon, device=context.device)).to(context)
             x = x + time_pos[:s, None, :]
             qry = qry + time_pos[tgt_step][:, None, :]
-        x = x.reshape(b, s * q, self.dim)
+        x = x.reshape(b, s * k, self.dim)
         qry = qry.reshape(1, p * q, self.dim).expand(b, -1, -1)
         if self.anchor:  # start each query from its slot's present token (context step t)
-            qry = qry + emb[:, pairs[:, 0]].reshape(b, p * q, self.dim)
+            qry = qry + anchor[:, pairs[:, 0]].reshape(b, p * q, self.dim)
         if z is not None and self.z_embed is not None:
             qry = qry + self.z_embed(z)[:, None, :]
 
-        x = torch.cat([x, qry], dim=1)  # [B, S*Q + P*Q, pd]
+        x = torch.cat([x, qry], dim=1)  # [B, S*K + P*Q, pd]
         # Block by block (hjepa.models.step_attention) where that skips work: the cost is then
         # linear in the clip length; the dense mask otherwise (short clips, unbounded windows).
-        pattern = future_pattern(s, q, pairs, self.context_window)
+        pattern = future_pattern(s, k, pairs, self.context_window, group_tokens=q)
         mask = pattern if pattern.pays() else pattern.dense_mask()
         for blk in self.blocks:
             x = blk(x, attn_mask=mask, rope=rope)
-        out = self.head(self.norm(x[:, s * q :]))  # [B, P*Q, D]
+        out = self.head(self.norm(x[:, s * k :]))  # [B, P*Q, D]
         return out.reshape(b, p, q, self.in_dim)
 
 

@@ -1,13 +1,14 @@
 """The future predictor's attention, computed block by block so its cost is linear in clip length.
 
-The predictor's sequence is S context steps of Q tokens followed by P query groups of Q tokens
-(one group per (context end t, horizon j) pair). Its pattern (``StepWindowPattern``): a
+The predictor's sequence is S context steps of K tokens followed by P query groups of Q tokens
+(one group per (context end t, horizon j) pair; K = Q unless the context keeps only part of each
+step's tokens, ``LevelConfig.context_keep``). Its pattern (``StepWindowPattern``): a
 context token of step s sees context steps s-W+1..s; a query group with context end t sees
 context steps t-W+1..t and its own Q tokens. Run as one dense masked attention, every token
-scores every other, (S + P)^2 Q^2 scores of which all but a band are thrown away: the cost of
+scores every other, (S K + P Q)^2 scores of which all but a band are thrown away: the cost of
 a step grows with the square of the clip length. Here each context step attends to its window
 of W steps and each group to its end's window plus itself, so the scores computed are
-(S + P) Q (W + 1) Q: linear in S. The result equals the dense masked attention (the entries it
+S K W K + P Q (W K + Q): linear in S. The result equals the dense masked attention (the entries it
 skips are the ones the mask zeroes).
 """
 
@@ -26,33 +27,41 @@ class StepWindowPattern:
 
     Attributes:
         num_steps: S context steps.
-        tokens: Q tokens per step (and per query group).
+        tokens: K tokens per context step.
         ends: long [P], each query group's context end t (< S).
         window: W, context steps a token sees (its own included); S or more: every earlier step.
+        group_tokens: Q tokens per query group (None: K).
     """
 
     num_steps: int
     tokens: int
     ends: Tensor
     window: int
+    group_tokens: int | None = None
+
+    @property
+    def query_tokens(self) -> int:
+        """Q, tokens per query group."""
+        return self.tokens if self.group_tokens is None else self.group_tokens
 
     @property
     def length(self) -> int:
-        """N = S*Q + P*Q, the sequence length the pattern covers."""
-        return (self.num_steps + self.ends.shape[0]) * self.tokens
+        """N = S*K + P*Q, the sequence length the pattern covers."""
+        return self.num_steps * self.tokens + self.ends.shape[0] * self.query_tokens
 
     def pays(self) -> bool:
         """Whether the block form computes at most half the scores of the dense form (with a
         window as long as the clip it only adds gathering)."""
         w = min(self.window, self.num_steps)
-        blocks = (self.num_steps * w + self.ends.shape[0] * (w + 1)) * self.tokens**2
+        k, q = self.tokens, self.query_tokens
+        blocks = self.num_steps * w * k * k + self.ends.shape[0] * q * (w * k + q)
         return 2 * blocks <= self.length**2
 
     def dense_mask(self) -> Tensor:
         """The same pattern as a bool [N, N] mask (True = may attend)."""
-        s, q = self.num_steps, self.tokens
+        s, k, q = self.num_steps, self.tokens, self.query_tokens
         dev = self.ends.device
-        ctx_step = torch.arange(s, device=dev).repeat_interleave(q)
+        ctx_step = torch.arange(s, device=dev).repeat_interleave(k)
         qry_end = self.ends.repeat_interleave(q)
         qry_group = torch.arange(self.ends.shape[0], device=dev).repeat_interleave(q)
         cc = (ctx_step[None, :] <= ctx_step[:, None]) & (ctx_step[None, :] > ctx_step[:, None] - self.window)
@@ -75,13 +84,14 @@ def step_window_attention(q: Tensor, k: Tensor, v: Tensor, pattern: StepWindowPa
     """
     b, h, n, d = q.shape
     s, t, p = pattern.num_steps, pattern.tokens, pattern.ends.shape[0]
+    g = pattern.query_tokens
     w = min(pattern.window, s)
     if n != pattern.length:
         raise ValueError(f"sequence of {n} tokens, pattern covers {pattern.length}")
     sq = s * t
 
-    def steps(x: Tensor, count: int) -> Tensor:  # [B, H, count*Q, d] -> [B, H, count, Q, d]
-        return x.reshape(b, h, count, t, d)
+    def steps(x: Tensor, count: int, per: int = t) -> Tensor:  # [B, H, count*per, d] -> [B, H, count, per, d]
+        return x.reshape(b, h, count, per, d)
 
     def windows(x: Tensor) -> Tensor:  # context [B, H, S, Q, d] -> [B, H, S, W*Q, d]: steps s-W+1..s
         padded = F.pad(x, (0, 0, 0, 0, w - 1, 0))  # W-1 empty steps before step 0
@@ -94,7 +104,7 @@ def step_window_attention(q: Tensor, k: Tensor, v: Tensor, pattern: StepWindowPa
     valid = (step_of_slot >= 0).repeat_interleave(t, dim=1)  # [S, W*Q]
 
     def attend(qx: Tensor, kx: Tensor, vx: Tensor, mask: Tensor) -> Tensor:
-        # [B, H, G, Q, d] x [B, H, G, K, d] with mask [G, K] -> [B, H, G*Q, d].
+        # [B, H, G, Q, d] x [B, H, G, K', d] with mask [G, K'] -> [B, H, G*Q, d].
         # Batched products rather than SDPA: many groups of few queries each are where the CPU
         # kernel spends its time on bookkeeping.
         scores = torch.matmul(qx, kx.transpose(-1, -2)) * d**-0.5  # [B, H, G, Q, K]
@@ -102,14 +112,14 @@ def step_window_attention(q: Tensor, k: Tensor, v: Tensor, pattern: StepWindowPa
         attn = scores.softmax(-1)
         if dropout_p:
             attn = F.dropout(attn, dropout_p)
-        return torch.matmul(attn, vx).reshape(b, h, qx.shape[2] * t, d)
+        return torch.matmul(attn, vx).reshape(b, h, qx.shape[2] * qx.shape[3], d)
 
     out_ctx = attend(steps(q[:, :, :sq], s), k_ctx, v_ctx, valid)
     if p == 0:
         return out_ctx
     ends = pattern.ends
-    k_grp = torch.cat([k_ctx.index_select(2, ends), steps(k[:, :, sq:], p)], dim=3)  # [B, H, P, (W+1)*Q, d]
-    v_grp = torch.cat([v_ctx.index_select(2, ends), steps(v[:, :, sq:], p)], dim=3)
-    mask_grp = torch.cat([valid[ends], valid.new_ones(p, t)], dim=1)
-    out_grp = attend(steps(q[:, :, sq:], p), k_grp, v_grp, mask_grp)
+    k_grp = torch.cat([k_ctx.index_select(2, ends), steps(k[:, :, sq:], p, g)], dim=3)  # [B, H, P, W*K+Q, d]
+    v_grp = torch.cat([v_ctx.index_select(2, ends), steps(v[:, :, sq:], p, g)], dim=3)
+    mask_grp = torch.cat([valid[ends], valid.new_ones(p, g)], dim=1)
+    out_grp = attend(steps(q[:, :, sq:], p, g), k_grp, v_grp, mask_grp)
     return torch.cat([out_ctx, out_grp], dim=2)

@@ -78,14 +78,21 @@ class PatchEmbed3D(nn.Module):
             stride=(tubelet_size, patch_size, patch_size),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def tubelets(self, x: Tensor) -> Tensor:
+        """[B, C, T, H, W] -> flattened tubelets [B, N, C * t * p * p] in raster order."""
         B, C, T, H, W = x.shape
         t, p = self.tubelet_size, self.patch_size
         tg, hg, wg = T // t, H // p, W // p
         x = x.reshape(B, C, tg, t, hg, p, wg, p)
-        x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, tg * hg * wg, C * t * p * p)  # [B, N, C*t*p*p]
+        return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(B, tg * hg * wg, C * t * p * p)
+
+    def project(self, tubelets: Tensor) -> Tensor:
+        """[..., C * t * p * p] flattened tubelets -> [..., D] tokens."""
         w = self.proj.weight.reshape(self.proj.out_channels, -1)
-        return F.linear(x, w, self.proj.bias)
+        return F.linear(tubelets, w, self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(self.tubelets(x))
 
 
 class VideoViT(nn.Module):
@@ -251,16 +258,18 @@ class VideoViT(nn.Module):
             raise ValueError(f"clip has C={C} channels, the encoder expects in_chans={self.in_chans}")
         grid = self.grid(T, H, W)
         n = grid[0] * grid[1] * grid[2]
-        tokens = self.patch_embed(x)  # [B, N, D]
-        if self.pos_embed == "sincos":
-            tokens = tokens + self._cached("sincos", grid, x.device, tokens.dtype)
-
+        tubelets = self.patch_embed.tubelets(x)  # [B, N, C*t*p*p]
         idx: Tensor | None = None
         if masks is not None:
             mask_list = [m.to(x.device, non_blocking=True) for m in _as_mask_list(masks)]
             self._check_masks(mask_list, B, n)
-            tokens = apply_masks(tokens, mask_list)  # [B*M, K, D]
+            # Choose the tubelets before embedding them: tokens left out cost nothing.
+            tubelets = apply_masks(tubelets, mask_list)  # [B*M, K, C*t*p*p]
             idx = mask_list[0] if len(mask_list) == 1 else torch.cat(mask_list, dim=0)  # [B*M, K]
+        tokens = self.patch_embed.project(tubelets)  # [B*M, K or N, D]
+        if self.pos_embed == "sincos":
+            table = self._cached("sincos", grid, x.device, tokens.dtype)  # [N, D]
+            tokens = tokens + (table if idx is None else table[idx.long()])
 
         attn_mask, rope = self._attention_inputs(grid, idx, x.device, tokens.dtype)
         use_ckpt = self.grad_checkpointing and self.training and torch.is_grad_enabled()

@@ -67,6 +67,39 @@ class WindowEncoder(nn.Module):
         tokens = self.vit(self.windows(clip))
         return self.from_window_tokens(tokens, clip.shape[0], grid)
 
+    def draw_kept(self, clip_shape: torch.Size | tuple[int, ...], count: int, device: torch.device) -> torch.Tensor:
+        """A random ``count`` of the Hg * Wg positions per window and time slot, long [B * n, Tg, K]
+        sorted (the global RNG: resumed runs draw the same). Causal attention draws every slot
+        apart; full attention keeps the same positions over a window's slots, whose tokens are
+        averaged into its one step."""
+        b, _, t, _, _ = clip_shape
+        tg, hg, wg = self.grid(clip_shape)
+        windows = b * (t // self.frames_per_window)
+        draws = windows * tg if self.temporal_attention == "causal" else windows
+        kept = torch.rand(draws, hg * wg, device=device).argsort(dim=1)[:, :count].sort(dim=1).values
+        if self.temporal_attention == "causal":
+            return kept.reshape(windows, tg, count)
+        return kept[:, None].expand(windows, tg, count)
+
+    def encode_kept(self, clip: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the kept tokens encoded (the others are never seen, as V-JEPA's context).
+
+        Args:
+            clip: [B, C, T, H, W].
+            kept: long [B * n, Tg, K] from ``draw_kept``: the positions each window's slots keep.
+
+        Returns:
+            ([B, S, K, D] step tokens, long [B, S, K] the position in its step of each).
+        """
+        b = clip.shape[0]
+        windows, tg, k = kept.shape
+        hw = self.grid(clip.shape)[1] * self.grid(clip.shape)[2]
+        raster = (kept + hw * torch.arange(tg, device=kept.device)[None, :, None]).reshape(windows, tg * k)
+        tokens = self.vit(self.windows(clip), masks=raster)  # [B*n, Tg*K, D], block-causal over the kept slots
+        steps = self.from_window_tokens(tokens, b, (tg, 1, k))
+        index = kept.reshape(b, -1, k) if self.temporal_attention == "causal" else kept[:, 0].reshape(b, -1, k)
+        return steps, index
+
     def encode_steps(self, clip: torch.Tensor) -> torch.Tensor:
         """Every step encoded alone: clip [B, C, T, H, W] -> [B, S, Hg * Wg, D].
 
