@@ -109,10 +109,13 @@ def run_world(name: str, world: dict[str, Any], args: argparse.Namespace, work: 
             hjepa("pretrain", "--config", args.recipe, "--seed_everything", str(seed), "--run_dir",
                   str(run / "pretrain"), "--logger.wandb=false", *(["--trainer.max_steps", str(args.steps)]
                                                                    if args.steps else []), *world["pretrain"])
-        pretrain_s = time.perf_counter() - t0
-        hjepa("evaluate", "--ckpt", str(ckpt), "--out_dir", str(run / "evaluate"), "--probes", "false",
-              "--controls", "true", *world["evaluate"])
-        ev = json.loads((run / "evaluate" / "summary.json").read_text())
+        # the pretraining's own time, also when it was kept from an earlier invocation
+        pretrain_s = json.loads((run / "pretrain" / "summary.json").read_text()).get("wall_time_s")
+        scored = run / "evaluate" / "summary.json"
+        if not (scored.is_file() and scored.stat().st_mtime > ckpt.stat().st_mtime):  # kept when newer than its checkpoint
+            hjepa("evaluate", "--ckpt", str(ckpt), "--out_dir", str(run / "evaluate"), "--probes", "false",
+                  "--controls", "true", *world["evaluate"])
+        ev = json.loads(scored.read_text())
         row: dict[str, Any] = {"world": name, "seed": seed, "pretrain_s": pretrain_s}
         j = 1
         while f"level2/h{j}/skill" in ev:
@@ -161,10 +164,14 @@ def spread(values: list[float | None]) -> str:
     return f"{statistics.fmean(vals):.3f} ± {statistics.stdev(vals):.3f}"
 
 
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.0f} min"
+
+
 def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| world | seed | level 2 ahead | L2 skill | L2 skill, noise | L2 skill in pretraining: train / val "
              f"| L2 MRR | L1 rolled out MRR | copy MRR "
-             f"| top-1 L1 | top-1 {FULL} | recall@5 L1 | recall@5 {FULL} | prior top-1 | prior recall@5 | wall |",
+             f"| top-1 L1 | top-1 {FULL} | recall@5 L1 | recall@5 {FULL} | prior top-1 | prior recall@5 | pretraining |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
@@ -175,7 +182,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {f(r[f'l2_h{j}_mrr'])} | {f(r[f'l1roll_h{j}_mrr'])} "
             f"| {f(r[f'copy_h{j}_mrr'])} | {spread(r['L1/action_top1'])} | {spread(r[f'{FULL}/action_top1'])} "
             f"| {spread(r['L1/action_recall5'])} | {spread(r[f'{FULL}/action_recall5'])} "
-            f"| {spread(r['prior/action_top1'])} | {spread(r['prior/action_recall5'])} | {r['wall_s'] / 60:.0f} min |")
+            f"| {spread(r['prior/action_top1'])} | {spread(r['prior/action_recall5'])} | {minutes(r['pretrain_s'])} |")
     for world in sorted({r["world"] for r in rows}):
         rs = [r for r in rows if r["world"] == world]
         j = max(int(k.split("_h")[1].split("_")[0]) for k in rs[0] if k.startswith("l2_h"))
@@ -194,7 +201,8 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="docs/hierarchy.md")
-    p.add_argument("--work", default="runs/hierarchy_study", help="run folders (reused: a finished pretraining is kept)")
+    p.add_argument("--work", default="runs/hierarchy_study",
+                   help="run folders (reused: a finished pretraining, its evaluation and each head seed's result are kept)")
     p.add_argument("--recipe", default="configs/pretrain/default.yaml")
     p.add_argument("--worlds", nargs="+", default=["synthetic", "babyai"])
     p.add_argument("--babyai", default=None, help="a folder written by datasets/babyai/make_dataset.py")
