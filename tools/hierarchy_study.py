@@ -228,7 +228,8 @@ def write_report(args: argparse.Namespace, rows: list[dict[str, Any]], t0: float
     """Write the Markdown table and the JSON of every figure; return the Markdown lines."""
     command = " ".join(["python", "tools/hierarchy_study.py", *sys.argv[1:]])
     lines = [f"# Does level 2 earn its keep? ({args.recipe})", "",
-             f"`{command}` ({time.perf_counter() - t0:.0f} s on this machine).", "",
+             f"`{command}` ({time.perf_counter() - t0:.0f} s for this invocation on this machine; runs kept in "
+             "`--work` from earlier ones are not re-run, and each row's pretraining time is its own).", "",
              *table(rows), "",
              "Level 2's skill is against the best of copy-the-present, the per-(slot, token) mean and copy + "
              "offset on held-out clips (≤ 0 on noise clips). In pretraining: level 2's logged skill, the mean of its last 20 "
