@@ -9,7 +9,19 @@ import torch.nn.functional as F
 from hjepa.models.config import PredictorConfig
 from hjepa.models.level import future_pairs
 from hjepa.models.predictor import FuturePredictor, future_pattern
-from hjepa.models.step_attention import step_window_attention
+from hjepa.models.step_attention import StepWindowPattern, step_window_attention
+
+
+def assert_blocks_equal_dense(pattern: StepWindowPattern) -> None:
+    """Block-by-block attention under ``pattern`` equals the dense masked one, values and gradients."""
+    q, k, v = (torch.randn(2, 3, pattern.length, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_mask())
+    blocks = step_window_attention(q, k, v, pattern)
+    torch.testing.assert_close(blocks, dense, rtol=0, atol=1e-12)
+    weights = torch.randn_like(dense)
+    for a, b in zip(torch.autograd.grad((dense * weights).sum(), (q, k, v)),
+                    torch.autograd.grad((blocks * weights).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("steps,tokens,horizon,window", [(8, 4, 2, 4), (5, 3, 3, 2), (12, 2, 4, 3), (3, 2, 1, 8),
@@ -21,14 +33,7 @@ def test_block_attention_equals_dense_masked_attention(steps: int, tokens: int, 
     for chosen in (pairs, pairs[keep]):
         s = int(chosen[:, 0].max()) + 1
         pattern = future_pattern(s, tokens, chosen, window)
-        q, k, v = (torch.randn(2, 3, pattern.length, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
-        dense = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_mask())
-        blocks = step_window_attention(q, k, v, pattern)
-        torch.testing.assert_close(blocks, dense, rtol=0, atol=1e-12)
-        weights = torch.randn_like(dense)
-        for a, b in zip(torch.autograd.grad((dense * weights).sum(), (q, k, v)),
-                        torch.autograd.grad((blocks * weights).sum(), (q, k, v))):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+        assert_blocks_equal_dense(pattern)
 
 
 def test_the_predictor_gives_the_same_predictions_either_way(monkeypatch) -> None:
@@ -59,11 +64,4 @@ def test_block_attention_with_fewer_context_tokens_than_queries(steps: int, toke
     pairs = future_pairs(steps, 2)
     pattern = future_pattern(steps - 1, tokens, pairs, window, group_tokens=group)
     assert pattern.length == (steps - 1) * tokens + pairs.shape[0] * group
-    q, k, v = (torch.randn(2, 3, pattern.length, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    dense = F.scaled_dot_product_attention(q, k, v, attn_mask=pattern.dense_mask())
-    blocks = step_window_attention(q, k, v, pattern)
-    torch.testing.assert_close(blocks, dense, rtol=0, atol=1e-12)
-    weights = torch.randn_like(dense)
-    for a, b in zip(torch.autograd.grad((dense * weights).sum(), (q, k, v)),
-                    torch.autograd.grad((blocks * weights).sum(), (q, k, v))):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert_blocks_equal_dense(pattern)
