@@ -93,7 +93,8 @@ class WindowEncoder(nn.Module):
         """
         b = clip.shape[0]
         windows, tg, k = kept.shape
-        hw = self.grid(clip.shape)[1] * self.grid(clip.shape)[2]
+        _, hg, wg = self.grid(clip.shape)
+        hw = hg * wg
         raster = (kept + hw * torch.arange(tg, device=kept.device)[None, :, None]).reshape(windows, tg * k)
         tokens = self.vit(self.windows(clip), masks=raster)  # [B*n, Tg*K, D], block-causal over the kept slots
         steps = self.from_window_tokens(tokens, b, (tg, 1, k))
