@@ -209,3 +209,37 @@ def test_pretrain_and_anticipate_run_on_the_dataset(data: Path, tmp_path: Path) 
     assert rc in (0, None)
     result = json.loads((out / "summary.json").read_text())
     assert result["skipped_videos"] == 0 and result["num_verbs"] == 6 and result["num_nouns"] == 26
+
+
+def test_pretrain_with_actions_reads_each_frames_action(data: Path, tmp_path: Path) -> None:
+    from hjepa.cli.main import main
+    from hjepa.loading import load_pretrained
+    from hjepa.train.datamodule import VideoDataModule
+
+    per_frame = defaultdict(dict)
+    for r in _rows(data / "frame_actions_train.csv"):
+        per_frame[r["video_id"]][int(r["frame"])] = int(r["action"])
+    dm = VideoDataModule(train_manifests=str(data / "manifest_train.csv"), target_fps=8.0, num_windows=2,
+                         train_actions=str(data / "frame_actions_train.csv"), hflip=False, batch_size=2)
+    dm.setup()
+    for i in range(len(dm.train_dataset)):
+        sample = dm.train_dataset[(i, 7)]
+        vid = Path(dm.train_dataset.rows[i].path).stem
+        last = max(per_frame[vid])
+        assert sample["actions"].tolist() == [per_frame[vid][min(f, last)] for f in sample["frame_index"].tolist()]
+    with pytest.raises(ValueError, match="hflip"):
+        VideoDataModule(train_manifests=str(data / "manifest_train.csv"),
+                        train_actions=str(data / "frame_actions_train.csv"))
+
+    run = tmp_path / "pretrain"
+    rc = main(["pretrain", "--config", str(ROOT / "configs/pretrain/babyai_actions.yaml"), "--run_dir", str(run),
+               "--logger.wandb=false", "--data.train_manifests", str(data / "manifest_train.csv"),
+               "--data.val_manifests", str(data / "manifest_val.csv"),
+               "--data.train_actions", str(data / "frame_actions_train.csv"),
+               "--data.val_actions", str(data / "frame_actions_val.csv"), "--data.batch_size=2",
+               "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
+    assert rc in (0, None)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 3
+    model = load_pretrained(run / "checkpoints" / "last.ckpt")
+    assert model.levels[0].action_encoder is not None
+    assert model.levels[0].predictor.action_proj.weight.abs().sum() > 0  # trained away from its zero start

@@ -7,7 +7,9 @@ A sample is a dict (see the data batch contract):
 * ``fps``: float [] source fps; ``label``: long [] (-1 = none); ``video_index``: long [] row of
   the dataset's row list; ``clip_index``: long [] which evaluation clip of the video (0 in
   training);
-* synthetic data adds ``activity``: long [T] and ``positions``: float [T, num_objects, 2].
+* synthetic data adds ``activity``: long [T] and ``positions``: float [T, num_objects, 2];
+* with a frame-action table, ``actions``: long [T], the action taken in each clip frame
+  (``hjepa.data.frame_actions``).
 
 A video that cannot be used (missing, undecodable, too small, too short under
 ``short_video="skip"``) gives a :class:`FailedSample` instead, with one warning per file and
@@ -26,12 +28,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from .frame_actions import clip_actions, video_id_of
 from .manifests import VideoRow
 from .readers import VideoReadError, open_video, resolve_reader, video_info
 from .sampling import ClipSampler, ShortVideo
@@ -122,6 +125,9 @@ class VideoClipDataset(_SeededDataset):
         min_side: frames whose shorter side is smaller are refused (see transforms).
         decode_threads: decoder threads per video.
         seed: seed of the sampling randomness.
+        frame_actions: ``{video_id: long [n_frames]}`` (``read_frame_actions``): samples then carry
+            their frames' ``actions``; a video with none listed, or listed for another frame
+            count, is skipped like an unreadable one.
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class VideoClipDataset(_SeededDataset):
         min_side: int = 16,
         decode_threads: int = 1,
         seed: int = 0,
+        frame_actions: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(seed)
         if clips_per_video < 1:
@@ -147,6 +154,7 @@ class VideoClipDataset(_SeededDataset):
         self.reader = resolve_reader(reader)
         self.min_side = int(min_side)
         self.decode_threads = int(decode_threads)
+        self.frame_actions = frame_actions
 
     # What makes a video skipped (one warning, counted) rather than a run stopped.
     SKIPPED = (VideoReadError, FrameTooSmall, ShortVideo)
@@ -178,9 +186,20 @@ class VideoClipDataset(_SeededDataset):
                 frames = clips[clip_index]
             clip = video.get_batch(frames.tolist())  # uint8 [T, H, W, C]
         check_frame_size(clip.shape[1], clip.shape[2], self.min_side)
+        extra = {}
+        if self.frame_actions is not None:
+            acts = self.frame_actions.get(video_id_of(row.path))
+            if acts is None:
+                raise VideoReadError(row.path, f"no actions listed for video id {video_id_of(row.path)!r}")
+            if acts.shape[0] != n:
+                raise VideoReadError(row.path, f"{acts.shape[0]} frame actions listed for a video of {n} frames")
+            if bool((frames.diff() > 1).any()):  # a setting, not this video: stop, do not skip
+                raise ValueError(f"{row.path}: a clip with actions must take every frame, this one takes frames "
+                                 f"{frames[:4].tolist()}...: sample at the video's own rate ({fps:g} fps)")
+            extra["actions"] = clip_actions(acts, frames)
         if self.transform is not None:
             clip = self.transform(clip, gen if self.train else None)
-        return {
+        return {**extra,
             "clip": clip,
             "frame_index": frames,
             "fps": torch.tensor(fps, dtype=torch.float32),

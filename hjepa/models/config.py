@@ -110,6 +110,39 @@ class LatentConfig:
 
 
 @dataclass
+class ActionConfig:
+    """Actions that condition a level's future predictor (both counts 0: an action-free level).
+
+    Level 1 reads primitive actions, one per clip frame: the action of frame f is the one taken
+    in the state frame f shows, the one that leads to frame f+1 (``frame_actions_*.csv`` of the
+    BabyAI recipe). Each frame's action is embedded into ``embed_dim`` numbers; a level-1 step
+    gets the embeddings of the actions that lead into its frames (``hjepa.models.actions``), and
+    the query for step t+j those of steps t+1..t+j, so a prediction reads every action taken
+    after its context's last frame up to its target's last, and none later.
+
+    Args:
+        num_classes: discrete actions with ids ``0 .. num_classes - 1`` (minigrid: 7).
+        dim: continuous actions of ``dim`` numbers each. At most one of the two is > 0.
+        embed_dim: width of one frame's action embedding.
+    """
+
+    num_classes: int = 0
+    dim: int = 0
+    embed_dim: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.num_classes >= 0, "actions.num_classes", self.num_classes, "must be >= 0")
+        _check(self.dim >= 0, "actions.dim", self.dim, "must be >= 0")
+        _check(not (self.num_classes and self.dim), "actions", (self.num_classes, self.dim),
+               "actions are discrete (num_classes) or continuous (dim), not both")
+        _check(self.embed_dim >= 1, "actions.embed_dim", self.embed_dim, "must be >= 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_classes > 0 or self.dim > 0
+
+
+@dataclass
 class LevelConfig:
     """One JEPA level.
 
@@ -159,6 +192,8 @@ class LevelConfig:
             are never encoded, as in V-JEPA's context). The future predictor reads the kept tokens
             with their positions and still predicts every token of every future step, from whole
             targets; evaluation, inference and the level above see every token. 1: all.
+        actions: level 1 only: the primitive actions its future predictor is conditioned on
+            (``ActionConfig``; default: none, a video-only level).
         context_window: how many past steps (its own included) a token attends to in the level's
             future predictor and, for levels >= 2, its temporal encoder; None: all. Bounded, a
             clip longer than the training clips shows them no step offset they were not trained on.
@@ -182,6 +217,7 @@ class LevelConfig:
     context_keep: float = 1.0
     predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(embed_dim=128, depth=2, num_heads=4))
     latent: LatentConfig = field(default_factory=LatentConfig)
+    actions: ActionConfig = field(default_factory=ActionConfig)
 
     def __post_init__(self) -> None:
         _check(self.stride >= 1, "level.stride", self.stride, "must be >= 1")
@@ -262,6 +298,8 @@ class HJEPAConfig:
         for i, lv in enumerate(self.levels[1:], start=1):
             _check(lv.context_keep == 1.0, f"levels[{i}].context_keep", lv.context_keep,
                    "only level 1 (spatial tokens) can leave context tokens out")
+            _check(not lv.actions.enabled, f"levels[{i}].actions", lv.actions,
+                   "only level 1 reads (primitive, per-frame) actions")
         keep = self.levels[0].context_keep
         if keep < 1.0:
             _check(not self.encoder.frozen, "levels[0].context_keep", keep,

@@ -138,6 +138,7 @@ class HJEPA(nn.Module):
                 spatial_tokens=True,
                 frozen=enc.frozen,
                 slots=config.window_slots(0),
+                step_frames=config.step_frames(0),
                 **common,
             )
         ]
@@ -243,6 +244,17 @@ class HJEPA(nn.Module):
                 f"{[self.step_frames(k) for k in range(self.num_levels)]})"
             )
 
+    def _check_actions(self, clip: torch.Tensor, actions: torch.Tensor | None, at_least: bool = False) -> None:
+        """Actions belong to an action-conditioned level 1, one per clip frame (or more: ``at_least``)."""
+        if actions is None:
+            return
+        if self.levels[0].action_encoder is None:
+            raise ValueError("this model's level 1 takes no actions (levels[0].actions is off)")
+        t, n = clip.shape[2], actions.shape[1] if actions.ndim >= 2 else -1
+        if actions.shape[0] != clip.shape[0] or (n < t if at_least else n != t):
+            raise ValueError(f"actions of shape {tuple(actions.shape)} for a clip of {clip.shape[0]} x {t} frames: "
+                             f"need one per frame{' (or more, for the future)' if at_least else ''}")
+
     def _next_input(self, out_context: torch.Tensor, out_target: torch.Tensor) -> torch.Tensor:
         if self.config.level_input == "target":
             return out_target.detach()
@@ -255,6 +267,7 @@ class HJEPA(nn.Module):
         clip: torch.Tensor,
         masks_enc: torch.Tensor | None = None,
         masks_pred: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
     ) -> HJEPAOutput:
         """Losses of every level on a clip.
 
@@ -262,11 +275,14 @@ class HJEPA(nn.Module):
             clip: [B, C, T, H, W] normalised video, T a multiple of ``frames_per_window``.
             masks_enc, masks_pred: long [B, K] token indices into one window's grid for
                 level 1's masked objective (used when ``levels[0].masked_weight > 0``).
+            actions: the clip's per-frame actions, long [B, T] ids or float [B, T, A]
+                (``hjepa.models.actions``), for an action-conditioned level 1 (required there).
 
         Returns:
             ``HJEPAOutput``: ``loss`` = sum_k w_k * loss_k, and per-level outputs/statistics.
         """
         self._check_clip(clip)
+        self._check_actions(clip, actions)
         masked = None
         if masks_enc is not None and masks_pred is not None:
             grid = self.levels[0].encoder.grid(clip.shape)
@@ -275,7 +291,8 @@ class HJEPA(nn.Module):
         outputs: list[LevelOutput] = []
         total = clip.new_zeros(())
         for k, level in enumerate(self.levels):
-            out = level(x, grid_hw=self._grid_hw(clip) if k == 0 else None, masked=masked if k == 0 else None)
+            out = level(x, grid_hw=self._grid_hw(clip) if k == 0 else None, masked=masked if k == 0 else None,
+                        actions=actions if k == 0 else None)
             total = total + self.config.levels[k].loss_weight * out.loss
             outputs.append(out)
             x = self._next_input(out.context, out.target)
@@ -322,6 +339,7 @@ class HJEPA(nn.Module):
         end: int,
         steps: int,
         grid_hw: tuple[int, int] | None = None,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Roll ``level`` (0-based) out past its horizon, causally.
 
@@ -330,6 +348,9 @@ class HJEPA(nn.Module):
             end: last context step the rollout may read.
             steps: how many steps past ``end`` to predict.
             grid_hw: level 1's patch grid (needed for level 0; ``patch_grid(clip.shape)``).
+            actions: level 1's per-frame actions from the clip's first frame on, long [B, T'] /
+                float [B, T', A], through frame ``(end + steps + 1) * F - 2`` at least (F: frames
+                per step): the actions chosen from the present state on are the rollout's input.
 
         Returns:
             [B, steps, Q, D] predicted layer-normed targets of steps end+1..end+steps. They depend
@@ -338,7 +359,13 @@ class HJEPA(nn.Module):
         """
         if level == 0 and grid_hw is None:
             raise ValueError("rolling out level 1 needs grid_hw (model.patch_grid(clip.shape))")
-        return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None)
+        step_actions = None
+        if actions is not None:
+            if level != 0:
+                raise ValueError("only level 1 takes actions")
+            step_actions = self.levels[0].step_actions(actions)
+        return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None,
+                       step_actions=step_actions)
 
     def rollout(self, clip: torch.Tensor, horizon_s: float, level: int = 0, grad: bool = False,
                 encodings: list[LevelEncoding] | None = None) -> LevelRollout:
@@ -372,6 +399,7 @@ class HJEPA(nn.Module):
         grad: bool = False,
         z: torch.Tensor | None = None,
         encodings: list[LevelEncoding] | None = None,
+        actions: torch.Tensor | None = None,
     ) -> list[LevelPrediction]:
         """Every level's predictions from every context end t, for horizons 1..h_k.
 
@@ -381,12 +409,16 @@ class HJEPA(nn.Module):
             z: [B, latent_dim] latent for levels that have one (None: z = 0, the mean draw).
             encodings: ``self.encode(clip)`` when the caller already has it (saves a second
                 pass of every encoder).
+            actions: per-frame actions for an action-conditioned level 1, one per clip frame or
+                more (long [B, T'] / float [B, T', A]); predictions of steps they do not reach get
+                no action term. None: no level-1 prediction has one (not how it was trained).
         """
+        self._check_actions(clip, actions, at_least=True)
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return self._predict(clip, z, encodings, grad)
+            return self._predict(clip, z, encodings, grad, actions)
 
     def _predict(self, clip: torch.Tensor, z: torch.Tensor | None, encodings: list[LevelEncoding] | None,
-                 grad: bool) -> list[LevelPrediction]:
+                 grad: bool, actions: torch.Tensor | None = None) -> list[LevelPrediction]:
         if encodings is None:
             encodings = self.encode(clip, grad=grad)
         elif len(encodings) != self.num_levels:
@@ -398,7 +430,14 @@ class HJEPA(nn.Module):
             h = self.config.levels[k].horizon
             pairs = future_pairs(s, h, only_valid=False, device=clip.device)  # [S*h, 2], t-major
             zk = z if (z is not None and self.config.levels[k].latent.dim > 0) else None
-            pred = level.predict_pairs(enc.context, pairs, grid_hw if k == 0 else None, z=zk)
+            step_actions = None
+            if k == 0 and actions is not None:
+                step_actions = level.step_actions(actions)
+                missing = s + h - step_actions.shape[1]  # steps past the clip the actions do not reach
+                if missing > 0:
+                    step_actions = torch.nn.functional.pad(step_actions, (0, 0, 0, missing))
+            pred = level.predict_pairs(enc.context, pairs, grid_hw if k == 0 else None, z=zk,
+                                       step_actions=step_actions)
             pred = pred.reshape(b, s, h, q, d)
             tgt_step = pairs.sum(1)
             valid = (tgt_step < s).reshape(s, h)

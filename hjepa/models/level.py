@@ -25,6 +25,7 @@ from hjepa.losses import (
     regression_loss,
     variance_loss,
 )
+from hjepa.models.actions import ActionEncoder
 from hjepa.models.config import LevelConfig
 from hjepa.models.predictor import FuturePredictor, MaskedPredictor
 
@@ -73,6 +74,7 @@ class JEPALevel(nn.Module):
         slots: how many of this level's steps one level-1 window holds (1 when a step spans a
             window or more); step s sits in slot ``s % slots``. The logged ``skill`` compares
             predictions with baselines that know the slot.
+        step_frames: frames one step spans (level 1: what ``cfg.actions`` are grouped by).
 
     The target encoder (and a frozen encoder) always runs in eval mode, whatever ``train()`` is
     set to: stochastic depth or dropout there would make targets, and the level above, random.
@@ -88,6 +90,7 @@ class JEPALevel(nn.Module):
         vicreg_var_weight: float = 0.0,
         vicreg_cov_weight: float = 0.0,
         slots: int = 1,
+        step_frames: int = 1,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -107,6 +110,7 @@ class JEPALevel(nn.Module):
             self.target_encoder = None
         else:
             self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.action_encoder = ActionEncoder(cfg.actions, step_frames) if cfg.actions.enabled else None
         self.predictor = FuturePredictor(
             self.embed_dim,
             cfg.predictor,
@@ -115,6 +119,7 @@ class JEPALevel(nn.Module):
             latent_dim=cfg.latent.dim,
             context_window=cfg.context_window,
             time_encoding=cfg.time_encoding,
+            action_dim=0 if self.action_encoder is None else self.action_encoder.out_dim,
         )
         self.masked_predictor = (
             MaskedPredictor(self.embed_dim, cfg.predictor) if spatial_tokens and cfg.masked_weight > 0 else None
@@ -172,6 +177,12 @@ class JEPALevel(nn.Module):
 
     # --- prediction -----------------------------------------------------------------------
 
+    def step_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Per-frame actions (long [B, T] / float [B, T, A]) -> [B, T // F, A_step] step vectors."""
+        if self.action_encoder is None:
+            raise ValueError("this level takes no actions (actions.num_classes = actions.dim = 0 in its config)")
+        return self.action_encoder(actions)
+
     def predict_pairs(
         self,
         context: torch.Tensor,
@@ -179,17 +190,20 @@ class JEPALevel(nn.Module):
         grid_hw: tuple[int, int] | None,
         z: torch.Tensor | None = None,
         token_index: torch.Tensor | None = None,
+        step_actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """[B, S, Q, D] context -> [B, P, Q, D] predicted layer-normed targets for ``pairs``.
 
         ``token_index``: long [B, S, K] when the context holds only K of each step's Q tokens
-        (training with ``context_keep`` < 1): which positions they are."""
+        (training with ``context_keep`` < 1): which positions they are. ``step_actions``:
+        [B, S_a, A_step] from :meth:`step_actions`, covering every target step (None: none)."""
         return self.predictor(context, pairs, grid_hw=grid_hw if self.spatial_tokens else None, z=z,
-                              token_index=token_index)
+                              token_index=token_index, actions=step_actions)
 
     def _latent_wta(
         self, context: torch.Tensor, pairs: torch.Tensor, target: torch.Tensor, grid_hw: tuple[int, int] | None,
         token_index: torch.Tensor | None = None,
+        step_actions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Winner-takes-all over K latent draws: returns (loss, best prediction [B, P, Q, D])."""
         lat = self.cfg.latent
@@ -197,7 +211,8 @@ class JEPALevel(nn.Module):
         z = torch.randn(lat.num_samples * b, lat.dim, device=context.device, dtype=context.dtype)
         ctx = context.repeat(lat.num_samples, 1, 1, 1)
         index = None if token_index is None else token_index.repeat(lat.num_samples, 1, 1)
-        pred = self.predict_pairs(ctx, pairs, grid_hw, z=z, token_index=index)  # [K*B, P, Q, D]
+        acts = None if step_actions is None else step_actions.repeat(lat.num_samples, 1, 1)
+        pred = self.predict_pairs(ctx, pairs, grid_hw, z=z, token_index=index, step_actions=acts)  # [K*B, P, Q, D]
         per = regression_loss(pred, target.repeat(lat.num_samples, 1, 1, 1), self.loss_kind, reduce_dims=1)
         per = per.reshape(lat.num_samples, b)
         best = per.argmin(dim=0)  # [B]
@@ -213,6 +228,7 @@ class JEPALevel(nn.Module):
         x: torch.Tensor,
         grid_hw: tuple[int, int] | None = None,
         masked: tuple | None = None,
+        actions: torch.Tensor | None = None,
     ) -> LevelOutput:
         """Encode, predict every valid (t, j) pair, and compute the loss.
 
@@ -223,7 +239,15 @@ class JEPALevel(nn.Module):
                 masks as long [B, K] (shared by a clip's windows) or [B*n, K], or lists of
                 such tensors (one per block family, e.g. short- and long-range; their losses
                 are averaged); used only when ``masked_weight > 0``.
+            actions: the clip's per-frame actions (long [B, T] / float [B, T, A]) for a level
+                with ``cfg.actions``; required in training there, refused elsewhere.
         """
+        step_actions = None
+        if actions is not None:
+            step_actions = self.step_actions(actions)
+        elif self.action_encoder is not None and self.training:
+            raise ValueError("this level is action-conditioned (its config sets actions): training needs "
+                             "the clip's per-frame actions")
         token_index = None
         if self.training and self.spatial_tokens and self.cfg.context_keep < 1:
             # The future objective's context sees part of each step (V-JEPA's context sees 10-25 %
@@ -248,9 +272,9 @@ class JEPALevel(nn.Module):
             pairs = pairs[keep.sort().values]
         future = target[:, pairs.sum(1)]  # [B, P, Q, D]
         if self.training and self.cfg.latent.dim > 0:
-            pred_loss, pred = self._latent_wta(context, pairs, future, grid_hw, token_index)
+            pred_loss, pred = self._latent_wta(context, pairs, future, grid_hw, token_index, step_actions)
         else:
-            pred = self.predict_pairs(context, pairs, grid_hw, token_index=token_index)
+            pred = self.predict_pairs(context, pairs, grid_hw, token_index=token_index, step_actions=step_actions)
             pred_loss = regression_loss(pred, future, self.loss_kind)
         loss = pred_loss
         stats: dict[str, torch.Tensor] = {"pred_loss": pred_loss.detach()}

@@ -54,6 +54,11 @@ class FuturePredictor(nn.Module):
         latent_dim: dimension of z (0: no latent).
         context_window: past steps a token attends to (None: all); see ``future_pattern``.
         time_encoding: ``rope`` or ``absolute`` (``LevelConfig.time_encoding``).
+        action_dim: width of one step's action vector (``hjepa.models.actions``; 0: no actions).
+            The query for step t+j gets a linear map of the vectors of steps t+1..t+j, one
+            weight block per offset (so their order counts), zero past j. The map starts at
+            zero: an action-conditioned predictor starts as the action-free one, so a level
+            pretrained on video alone can be fine-tuned with actions from where it was.
 
     Time: with ``rope`` a token's step (a query's: its target step t+j)
     enters only as a rotary angle in attention, so what the predictor computes depends on step
@@ -69,6 +74,7 @@ class FuturePredictor(nn.Module):
         latent_dim: int = 0,
         context_window: int | None = None,
         time_encoding: str = "rope",
+        action_dim: int = 0,
     ) -> None:
         super().__init__()
         pd = cfg.embed_dim
@@ -86,11 +92,15 @@ class FuturePredictor(nn.Module):
         self.blocks = nn.ModuleList(Block(pd, cfg.num_heads, drop_path=d, use_rope=self.rope_time) for d in dpr)
         self.norm = nn.LayerNorm(pd, eps=1e-6)
         self.head = nn.Linear(pd, in_dim)
+        self.action_proj = nn.Linear(horizon * action_dim, pd) if action_dim else None
         nn.init.trunc_normal_(self.query_token, std=0.02)
         nn.init.trunc_normal_(self.horizon_embed, std=0.02)
         if self.token_embed is not None:
             nn.init.trunc_normal_(self.token_embed, std=0.02)
         self.apply(_init_linear)
+        if self.action_proj is not None:
+            nn.init.zeros_(self.action_proj.weight)
+            nn.init.zeros_(self.action_proj.bias)
 
     def no_weight_decay(self) -> set[str]:
         return {"query_token", "horizon_embed", "token_embed"}
@@ -105,6 +115,20 @@ class FuturePredictor(nn.Module):
             raise ValueError(f"level-1 predictor needs grid_hw with Hg*Wg == {q}, got {grid_hw}")
         return sincos_3d(self.dim, (1, *grid_hw)).to(ref)
 
+    def _action_term(self, actions: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """[B, S_a, A] step action vectors -> [B, P, pd], what each pair's queries add."""
+        if actions.shape[-1] * self.horizon != self.action_proj.in_features:
+            raise ValueError(f"step actions of width {actions.shape[-1]}; the predictor was built for "
+                             f"{self.action_proj.in_features // self.horizon}")
+        need = int((pairs[:, 0] + pairs[:, 1]).max()) + 1
+        if actions.shape[1] < need:
+            raise ValueError(f"actions cover {actions.shape[1]} steps; the predictions reach step {need - 1}")
+        offsets = torch.arange(1, self.horizon + 1, device=pairs.device)  # [h]
+        steps = (pairs[:, :1] + offsets).clamp(max=actions.shape[1] - 1)  # [P, h]: t+1 .. t+h
+        used = (offsets <= pairs[:, 1:]).to(actions.dtype)  # [P, h]: only t+1 .. t+j
+        spans = actions[:, steps] * used[None, :, :, None]  # [B, P, h, A]
+        return self.action_proj(spans.flatten(2))
+
     def forward(
         self,
         context: torch.Tensor,
@@ -112,6 +136,7 @@ class FuturePredictor(nn.Module):
         grid_hw: tuple[int, int] | None = None,
         z: torch.Tensor | None = None,
         token_index: torch.Tensor | None = None,
+        actions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict target tokens for every (t, j) pair.
 
@@ -124,6 +149,8 @@ class FuturePredictor(nn.Module):
                 (a context that kept only part of each step, ``LevelConfig.context_keep``); None:
                 all Q in order. Queries are still made for all Q positions; a query at a position
                 its context step t did not keep starts without the anchor there.
+            actions: [B, S_a, A] step action vectors (``ActionEncoder``), covering every target
+                step (S_a > max t+j); None: no action term (also for a predictor built with one).
 
         Returns:
             [B, P, Q, D]: the prediction for step t+j of every pair.
@@ -164,6 +191,11 @@ class FuturePredictor(nn.Module):
             qry = qry + anchor[:, pairs[:, 0]].reshape(b, p * q, self.dim)
         if z is not None and self.z_embed is not None:
             qry = qry + self.z_embed(z)[:, None, :]
+        if actions is not None:
+            if self.action_proj is None:
+                raise ValueError("this predictor takes no actions (its level has actions.num_classes = actions.dim = 0)")
+            act = self._action_term(actions, pairs)  # [B, P, pd]
+            qry = qry + act[:, :, None, :].expand(-1, -1, q, -1).reshape(b, p * q, self.dim)
 
         x = torch.cat([x, qry], dim=1)  # [B, S*K + P*Q, pd]
         # Block by block (hjepa.models.step_attention) where that skips work: the cost is then

@@ -50,6 +50,7 @@ def rollout(
     steps: int,
     grid_hw: tuple[int, int] | None = None,
     context_map: tuple[Tensor, Tensor] | None = None,
+    step_actions: Tensor | None = None,
 ) -> Tensor:
     """Predict steps ``end + 1 .. end + steps`` from context steps ``<= end``.
 
@@ -62,6 +63,8 @@ def rollout(
         grid_hw: level 1's patch grid.
         context_map: ``(gamma, beta)`` from :func:`fit_context_map` (default: fitted on each
             clip's own context steps ``<= end``).
+        step_actions: ``[B, S_a, A]`` the level's step action vectors (``level.step_actions``)
+            covering steps up to ``end + steps`` (None: an action-free rollout).
     Returns:
         ``[B, steps, Q, D]`` the predicted layer-normed targets; gradients flow when enabled.
     """
@@ -76,7 +79,7 @@ def rollout(
         k = min(horizon, steps - done)
         t = ctx.shape[1] - 1
         pairs = torch.stack([torch.full((k,), t), torch.arange(1, k + 1)], dim=1).to(ctx.device)
-        pred = level.predict_pairs(ctx, pairs, grid_hw)  # [B, k, Q, D]
+        pred = level.predict_pairs(ctx, pairs, grid_hw, step_actions=step_actions)  # [B, k, Q, D]
         preds.append(pred)
         done += k
         if done < steps:

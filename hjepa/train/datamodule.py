@@ -35,6 +35,7 @@ from hjepa.data.dataset import (
     seed_worker,
     warn_once,
 )
+from hjepa.data.frame_actions import read_frame_actions
 from hjepa.data.manifests import VideoRow, mix_manifests
 from hjepa.input_settings import InputSettings
 from hjepa.data.readers import READERS, VideoReadError, resolve_reader, video_info
@@ -89,6 +90,11 @@ class VideoDataModule(L.LightningDataModule):
         drop_last: drop the last incomplete training batch.
         mask_fn: code-only: ``mask_fn(batch_size) -> (masks_enc, masks_pred)`` applied to every
             batch (lists of long [B, K]).
+        train_actions, val_actions: per-frame action files (``video_id,frame,action``,
+            ``hjepa.data.frame_actions``) of the training / validation videos, for an
+            action-conditioned level 1: batches then carry ``actions`` long [B, T]. They need
+            every frame (no ``frame_step`` above 1, a ``target_fps`` only at the videos' own rate:
+            a clip that skips frames is refused) and no flips (a flip turns left into right).
     """
 
     def __init__(
@@ -119,6 +125,8 @@ class VideoDataModule(L.LightningDataModule):
         seed: int = 0,
         drop_last: bool = True,
         mask_fn: MaskFn | None = None,
+        train_actions: str | None = None,
+        val_actions: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["mask_fn"])
@@ -140,6 +148,14 @@ class VideoDataModule(L.LightningDataModule):
             raise ValueError("give train_manifests or synthetic, not both")
         if train_weights is not None and train_manifests is None:
             raise ValueError("train_weights needs train_manifests")
+        if train_actions is not None or val_actions is not None:
+            _check("train_actions", train_actions, train_manifests is not None,
+                   "per-frame actions go with train_manifests (not the synthetic world, not shards)")
+            _check("val_actions", val_actions, train_actions is not None, "needs train_actions too")
+            _check("val_actions", val_actions, (val_actions is None) == (val_manifests is None),
+                   "give the validation videos' actions exactly when there are val_manifests")
+            _check("frame_step", frame_step, frame_step in (None, 1), "actions need every frame: frame_step 1")
+            _check("hflip", hflip, not hflip, "a flipped clip's actions are wrong (left becomes right): set hflip false")
         # Refuses frame_step together with target_fps, with the values.
         self.sampler = ClipSampler(frames_per_window, num_windows, frame_step, target_fps, short_video)
         self.train_manifests = train_manifests
@@ -163,6 +179,7 @@ class VideoDataModule(L.LightningDataModule):
         self.seed = seed
         self.drop_last = drop_last
         self.mask_fn = mask_fn
+        self.train_actions, self.val_actions = train_actions, val_actions
         self.train_dataset: VideoClipDataset | SyntheticClipDataset | None = None
         self.val_dataset: VideoClipDataset | SyntheticClipDataset | None = None
         self._train_row_weights: list[float] | None = None
@@ -209,11 +226,11 @@ class VideoDataModule(L.LightningDataModule):
             rows, weights = mix_manifests(_as_list(self.train_manifests), self.train_weights)
             rows, weights = self._usable(rows, weights, "training", self.train_manifests)
             self._train_row_weights = weights if self.train_weights is not None else None
-            self.train_dataset = self._video_dataset(rows, train=True)
+            self.train_dataset = self._video_dataset(rows, train=True, actions=self.train_actions)
             if self.val_manifests is not None:
                 vrows, _ = mix_manifests(_as_list(self.val_manifests))
                 vrows, _ = self._usable(vrows, [1.0] * len(vrows), "validation", self.val_manifests)
-                self.val_dataset = self._video_dataset(vrows, train=False)
+                self.val_dataset = self._video_dataset(vrows, train=False, actions=self.val_actions)
         self._built = True
 
     def _usable(
@@ -240,7 +257,7 @@ class VideoDataModule(L.LightningDataModule):
         keep = {id(r) for r in ok}
         return ok, [w for r, w in zip(rows, weights) if id(r) in keep]
 
-    def _video_dataset(self, rows: list[VideoRow], train: bool) -> VideoClipDataset:
+    def _video_dataset(self, rows: list[VideoRow], train: bool, actions: str | None = None) -> VideoClipDataset:
         transform = (
             TrainClipTransform(self.resolution, self.crop_scale, self.crop_ratio, self.hflip)
             if train
@@ -249,6 +266,7 @@ class VideoDataModule(L.LightningDataModule):
         return VideoClipDataset(
             rows, self.sampler, transform, train, self.clips_per_video, self.reader,
             self.min_side, self.decode_threads, self.seed,
+            frame_actions=None if actions is None else read_frame_actions(actions),
         )
 
     # -- loaders ----------------------------------------------------------------------------

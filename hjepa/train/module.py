@@ -170,7 +170,8 @@ class HJEPAModule(L.LightningModule):
                 masks_enc, masks_pred = self._maskers[grid](clip.shape[0])
                 masks_enc = [m.to(clip.device) for m in masks_enc]
                 masks_pred = [m.to(clip.device) for m in masks_pred]
-        return self.model(clip, masks_enc=masks_enc, masks_pred=masks_pred), clip.shape[0]
+        actions = batch.get("actions") if self.model_config.levels[0].actions.enabled else None
+        return self.model(clip, masks_enc=masks_enc, masks_pred=masks_pred, actions=actions), clip.shape[0]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         if batch["clip"].shape[0] == 0:
