@@ -243,3 +243,19 @@ def test_pretrain_with_actions_reads_each_frames_action(data: Path, tmp_path: Pa
     model = load_pretrained(run / "checkpoints" / "last.ckpt")
     assert model.levels[0].action_encoder is not None
     assert model.levels[0].predictor.action_proj.weight.abs().sum() > 0  # trained away from its zero start
+
+    # ... and plans with it in the real environment, on goals from the test episode
+    out = tmp_path / "plan"
+    rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data), "--out", str(out),
+               "--episodes", "1", "--short_steps", "[2, 4]", "--long_steps", "[5, 8]", "--planner.samples", "8",
+               "--planner.iterations", "1", "--planner.horizon_steps", "2", "--videos", "1"])
+    assert rc in (0, None)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["imagined_plans_per_step"] == 8
+    for key in ("success_rate/flat", "success_rate/flat/short", "success_rate/flat/long", "success_rate/random"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["success_rate/hierarchical"] is None and "macro-actions" in summary["hierarchical"]
+    assert summary["planning_s_per_step/flat"] > 0 and len(summary["videos"]) == 2
+    for path in summary["videos"]:
+        meta = video_info(path, "pyav")
+        assert (meta.height, meta.width) == (64, 128) and meta.num_frames >= 2  # agent's view | goal

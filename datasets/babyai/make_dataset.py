@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import csv
 import io
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ except ImportError:  # run from a checkout without installing
 
 from hjepa.data.manifests import VideoRow, write_csv_manifest
 from hjepa.data.synthetic import EPIC_COLUMNS, encode_video, format_timestamp
+from hjepa.planning.minigrid_env import render_frame  # the planner renders as the recording does
 
 DEFAULT_ENV = "BabyAI-KeyCorridorS4R3-v0"
 SPLITS = ("train", "val", "test")
@@ -182,26 +182,6 @@ def subgoal_label(bot: Any, subgoal: Any) -> tuple[str, str]:
 
 
 # --- playing and rendering --------------------------------------------------------------------
-
-
-def render_frame(env: Any, view: str, size: int) -> np.ndarray:
-    """The environment's own rendering (whole grid or agent view), padded square and resized.
-
-    Tiles are drawn at about twice the output resolution and box-filtered down, which keeps
-    one-tile objects legible at 64 px.
-    """
-    from PIL import Image
-
-    u = env.unwrapped
-    tiles = u.agent_view_size if view == "agent" else max(u.width, u.height)
-    tile_size = max(4, math.ceil(2 * size / tiles))
-    img = u.get_frame(highlight=u.highlight, tile_size=tile_size, agent_pov=view == "agent")
-    h, w, _ = img.shape
-    side = max(h, w)
-    square = np.zeros((side, side, 3), np.uint8)
-    top, left = (side - h) // 2, (side - w) // 2
-    square[top:top + h, left:left + w] = img
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.BOX))
 
 
 def front_name(env: Any) -> str:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "anticipate": ("hjepa.cli.anticipate", "probe / fine-tune for action anticipation (EPIC-KITCHENS-100 protocol)"),
     "benchmark": ("hjepa.cli.benchmark", "training-step and decoding throughput beside references"),
     "shard": ("hjepa.cli.shard", "a manifest's videos as streaming shards for --data.shards"),
+    "plan": ("hjepa.cli.plan", "goal-reaching episodes in MiniGrid / BabyAI, planning with an action-conditioned model"),
     "export": ("hjepa.cli.export", "weights as safetensors + config.json, loadable without Lightning"),
 }
 
