@@ -211,8 +211,23 @@ def test_pretrain_and_anticipate_run_on_the_dataset(data: Path, tmp_path: Path) 
     assert result["skipped_videos"] == 0 and result["num_verbs"] == 6 and result["num_nouns"] == 26
 
 
-def test_pretrain_with_actions_reads_each_frames_action(data: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def action_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 steps of the action-conditioned recipe on the tiny recording, with validation."""
     from hjepa.cli.main import main
+
+    run = tmp_path_factory.mktemp("babyai_actions") / "pretrain"
+    rc = main(["pretrain", "--config", str(ROOT / "configs/pretrain/babyai_actions.yaml"), "--run_dir", str(run),
+               "--logger.wandb=false", "--data.train_manifests", str(data / "manifest_train.csv"),
+               "--data.val_manifests", str(data / "manifest_val.csv"),
+               "--data.train_actions", str(data / "frame_actions_train.csv"),
+               "--data.val_actions", str(data / "frame_actions_val.csv"), "--data.batch_size=2",
+               "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
+    assert rc in (0, None)
+    return run
+
+
+def test_pretrain_with_actions_reads_each_frames_action(data: Path, action_run: Path, tmp_path: Path) -> None:
     from hjepa.loading import load_pretrained
     from hjepa.train.datamodule import VideoDataModule
 
@@ -231,20 +246,18 @@ def test_pretrain_with_actions_reads_each_frames_action(data: Path, tmp_path: Pa
         VideoDataModule(train_manifests=str(data / "manifest_train.csv"),
                         train_actions=str(data / "frame_actions_train.csv"))
 
-    run = tmp_path / "pretrain"
-    rc = main(["pretrain", "--config", str(ROOT / "configs/pretrain/babyai_actions.yaml"), "--run_dir", str(run),
-               "--logger.wandb=false", "--data.train_manifests", str(data / "manifest_train.csv"),
-               "--data.val_manifests", str(data / "manifest_val.csv"),
-               "--data.train_actions", str(data / "frame_actions_train.csv"),
-               "--data.val_actions", str(data / "frame_actions_val.csv"), "--data.batch_size=2",
-               "--trainer.max_steps=3", "--trainer.limit_val_batches=1"])
-    assert rc in (0, None)
+    run = action_run
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
     model = load_pretrained(run / "checkpoints" / "last.ckpt")
     assert model.levels[0].action_encoder is not None
     assert model.levels[0].predictor.action_proj.weight.abs().sum() > 0  # trained away from its zero start
 
-    # ... and plans with it in the real environment, on goals from the test episode
+
+def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_path: Path) -> None:
+    """On goals from the test episode; the numbers of so brief a training are not judged."""
+    from hjepa.cli.main import main
+
+    run = action_run
     out = tmp_path / "plan"
     rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data), "--out", str(out),
                "--episodes", "1", "--short_steps", "[2, 4]", "--long_steps", "[5, 8]", "--planner.samples", "8",
@@ -259,3 +272,18 @@ def test_pretrain_with_actions_reads_each_frames_action(data: Path, tmp_path: Pa
     for path in summary["videos"]:
         meta = video_info(path, "pyav")
         assert (meta.height, meta.width) == (64, 128) and meta.num_frames >= 2  # agent's view | goal
+
+
+def test_evaluate_scores_an_action_model_with_its_actions_and_an_action_control(data: Path, action_run: Path,
+                                                                              tmp_path: Path) -> None:
+    from hjepa.errors import UserError
+    from hjepa.eval.evaluate import run_evaluate
+
+    ckpt = str(action_run / "checkpoints" / "last.ckpt")
+    # the training episodes: the controls need two clips in a batch, the one validation episode gives one
+    summary = run_evaluate(ckpt, out_dir=str(tmp_path / "ev"), data=str(data / "manifest_train.csv"),
+                           actions=str(data / "frame_actions_train.csv"), probes=False, controls=True, batch_size=2)
+    assert "level1/h1/skill" in summary and "control_actions/level1/h1/skill" in summary
+    assert summary["skipped_videos"] == 0
+    with pytest.raises(UserError, match="give --actions"):
+        run_evaluate(ckpt, out_dir=str(tmp_path / "ev2"), data=str(data / "manifest_val.csv"), probes=False)

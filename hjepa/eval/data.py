@@ -21,6 +21,7 @@ def eval_datamodule(
     batch_size: int = 8,
     num_workers: int = 0,
     seed: int = 0,
+    actions: str | None = None,
 ):
     """A ``VideoDataModule`` whose validation loader yields the held-out clips.
 
@@ -30,6 +31,7 @@ def eval_datamodule(
             validation split (generated with the checkpoint's synthetic settings).
         trained: the model's input record (``model.input_settings``; None: defaults); explicit
             arguments win. Videos of a manifest are resampled to the frame rate the model saw.
+        actions: the manifest's per-frame action file (batches then carry ``actions``).
     """
     from hjepa.data.synthetic import SyntheticConfig
     from hjepa.train.datamodule import VideoDataModule
@@ -57,6 +59,11 @@ def eval_datamodule(
         resolution=res, batch_size=batch_size, num_workers=num_workers, clips_per_video=clips_per_video,
         short_video=trained.short_video, seed=seed,
     )
+    if actions is not None:
+        if data is None:
+            raise ValueError("actions go with a manifest of videos, not the synthetic world")
+        return VideoDataModule(train_manifests=data, val_manifests=data, train_actions=actions, val_actions=actions,
+                               hflip=False, **common)
     if data is None:
         syn = SyntheticConfig(**(trained.synthetic or {}))
         return VideoDataModule(synthetic=syn, **common)

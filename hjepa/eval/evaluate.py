@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import torch
 
+from hjepa.errors import UserError
 from hjepa.eval.data import eval_datamodule
 from hjepa.eval.probes import split_by_group, train_probe
 from hjepa.eval.scoring import ScoreResult, score_model
@@ -43,6 +44,7 @@ def run_evaluate(
     device: str = "cpu",
     seed: int = 0,
     controls: bool = False,
+    actions: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on held-out clips; write ``summary.json`` and plots to ``out_dir``.
 
@@ -71,7 +73,12 @@ def run_evaluate(
         seed: seed of data sampling and probe splits / initialisation.
         controls: also score two inputs where nothing can be predicted (skill must be ~0):
             ``control_noise/...`` the same clips replaced by i.i.d. uniform pixel noise, and
-            ``control_shuffle/...`` every clip's predictions scored against another clip's future.
+            ``control_shuffle/...`` every clip's predictions scored against another clip's future;
+            with ``actions`` also ``control_actions/...``, every clip predicted from another clip's
+            actions (what the actions add must vanish there).
+        actions: per-frame actions of the ``data`` videos (``video_id,frame,action``, the BabyAI
+            recipe's ``frame_actions_<split>.csv``); required for a model whose level 1 takes
+            actions, whose predictions then read them.
 
     Returns:
         The summary (also ``out_dir/summary.json``): flat, numbers, strings or null.
@@ -141,9 +148,13 @@ def run_evaluate(
     if similarity not in ("l1", "cosine"):
         raise ValueError(f"similarity={similarity!r}: must be 'l1' or 'cosine'")
     model = load_pretrained(ckpt, map_location=device)
+    takes_actions = model.levels[0].action_encoder is not None
+    if takes_actions != (actions is not None):
+        raise UserError(f"{ckpt}: level 1 takes actions: give --actions (the videos' frame-action CSV)" if takes_actions
+                        else f"--actions {actions}: this checkpoint's level 1 takes no actions")
     dm = eval_datamodule(model.config, data, model.input_settings, reader=reader, resolution=resolution, frame_step=frame_step,
                          num_windows=num_windows, clips_per_video=clips_per_video, batch_size=batch_size,
-                         num_workers=num_workers, seed=seed)
+                         num_workers=num_workers, seed=seed, actions=actions)
     dm.setup("validate")
     loader = dm.val_dataloader()
     if not loader:
@@ -174,7 +185,8 @@ def run_evaluate(
     report = dm.skip_report()
     control_metrics: dict[str, Any] = {}
     if controls:
-        control_metrics = _control_summary(model, batches, to_model_input, device, similarity, seed)
+        control_metrics = _control_summary(model, batches, to_model_input, device, similarity, seed,
+                                           with_actions=actions is not None)
     summary: dict[str, Any] = {
         "ckpt": str(ckpt),
         "data": data or "synthetic:validation",
@@ -216,14 +228,17 @@ def noise_batches(batches: Any, seed: int = 0):
 
 
 def _control_summary(model: Any, batches: Any, to_input: Any, device: str, similarity: str,
-                     seed: int) -> dict[str, Any]:
-    """Skill where there is nothing to predict: noise clips, and another clip's future."""
+                     seed: int, with_actions: bool = False) -> dict[str, Any]:
+    """Skill where there is nothing to predict: noise clips, and another clip's future; with
+    actions, also predictions from another clip's actions."""
     out: dict[str, Any] = {}
-    runs = {"control_noise": (lambda: noise_batches(batches, seed), False),
-            "control_shuffle": (batches, True)}
-    for prefix, (source, shuffle) in runs.items():
+    runs = {"control_noise": (lambda: noise_batches(batches, seed), False, False),
+            "control_shuffle": (batches, True, False)}
+    if with_actions:
+        runs["control_actions"] = (batches, False, True)
+    for prefix, (source, shuffle, other_actions) in runs.items():
         res = score_model(model, source, to_input, device=device, similarity=similarity, rollout_level1=False,
-                          probe_max_steps=0, shuffle_future=shuffle)
+                          probe_max_steps=0, shuffle_future=shuffle, shuffle_actions=other_actions)
         for key, value in res.metrics.items():
             if key.endswith(("/skill", "/copy_ratio", "/best_baseline")):
                 out[f"{prefix}/{key}"] = value

@@ -132,6 +132,7 @@ def score_model(
     probe_max_steps: int = 4000,
     collapse_max_rows: int = 8192,
     shuffle_future: bool = False,
+    shuffle_actions: bool = False,
 ) -> ScoreResult:
     """Score ``model`` on every batch ``batches()`` yields (called twice: mean pass, main pass).
 
@@ -146,6 +147,11 @@ def score_model(
         collapse_max_rows: rows kept per level for the effective rank.
         shuffle_future: score each clip's predictions against the targets of the next clip in
             its batch (the copy baseline keeps the clip's own present): a control, skill ~ 0.
+        shuffle_actions: an action-conditioned model predicts each clip from the next clip's
+            actions (a control: what the actions add must vanish).
+
+    Batches with ``actions`` (long [B, T]) give them to the model's level 1 (predictions and
+    level 1's rollout).
     """
     device = torch.device(device)
     model.eval().to(device)
@@ -179,9 +185,16 @@ def score_model(
         if shuffle_future and b < 2:
             continue  # a clip alone has no other clip's future to be scored against
         times = _seconds_per_frame(batch, device)  # [B, T]
+        actions = batch.get("actions")
+        if actions is not None:
+            actions = actions.to(device)
+            if shuffle_actions:
+                if b < 2:
+                    continue
+                actions = actions.roll(-1, dims=0)
         # Context tokens: for collapse statistics and as the start of level 1's rollout.
         encs = model.encode(x)
-        preds = model.predict(x, encodings=encs)
+        preds = model.predict(x, encodings=encs, actions=actions)
         if grid_hw is None:
             grid_hw = model.patch_grid(x.shape)
         for k, (p, enc) in enumerate(zip(preds, encs)):
@@ -228,7 +241,8 @@ def score_model(
                     _add_retrieval(acc, f"{key}/{name}_clips", query, keys, pos, same_time, similarity)
 
                 if rollout_level1 and k > 0 and not shuffle_future:
-                    _add_level1_rollout(acc, key, model, preds[0], encs[0], p, valid_s, j + 1, grid_hw, similarity)
+                    _add_level1_rollout(acc, key, model, preds[0], encs[0], p, valid_s, j + 1, grid_hw, similarity,
+                                        actions)
 
             # Collapse statistics: per-dimension std across clips at every (step, token) position
             # (exact, running sums) and effective rank of step embeddings (mean over Q).
@@ -349,7 +363,8 @@ def _add_retrieval(acc: _Acc, key: str, queries: Tensor, keys: Tensor, positive:
 
 
 def _add_level1_rollout(acc: _Acc, key: str, model: Any, p1: Any, enc1: Any, pk: Any, valid_s: Tensor,
-                        horizon: int, grid_hw: tuple[int, int] | None, similarity: str) -> None:
+                        horizon: int, grid_hw: tuple[int, int] | None, similarity: str,
+                        actions: Tensor | None = None) -> None:
     """Level 1 rolled out to level k's horizon, scored among matched level-1 candidates.
 
     For level-k context end s (last frame e_s) and horizon j, level 1 predicts from its step
@@ -368,7 +383,7 @@ def _add_level1_rollout(acc: _Acc, key: str, model: Any, p1: Any, enc1: Any, pk:
     sk = pk.present.shape[1]
     for s in valid_s.tolist():
         t1 = aligned[s]
-        pred = model.rollout_steps(enc1.context, 0, t1, horizon * ratio, grid_hw)[:, -1]  # [B, Q, D], causal
+        pred = model.rollout_steps(enc1.context, 0, t1, horizon * ratio, grid_hw, actions=actions)[:, -1]  # causal
         queries.append(pred.reshape(b, -1))
         positives.append(torch.arange(b, device=pred.device) * sk + s + horizon)
         owns.append(torch.arange(b, device=pred.device) * sk + s)
