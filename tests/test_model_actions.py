@@ -139,10 +139,59 @@ def test_predict_pads_the_unknown_future_and_refuses_what_does_not_fit(clip: tor
         free.predict(clip, actions=acts)
 
 
-def test_only_level_one_takes_actions() -> None:
-    with pytest.raises(ValueError, match=r"levels\[1\].actions"):
-        HJEPAConfig(levels=[LevelConfig(), LevelConfig(actions=ActionConfig(num_classes=3))])
+def test_action_configs_round_trip() -> None:
     with pytest.raises(ValueError, match="not both"):
         ActionConfig(num_classes=3, dim=2)
     saved = HJEPAConfig(levels=[LevelConfig(actions=ActionConfig(num_classes=7)), LevelConfig()]).to_dict()
     assert HJEPAConfig.from_dict(saved).levels[0].actions.num_classes == 7
+
+
+def _two_level(seed: int = 0) -> HJEPA:
+    torch.manual_seed(seed)
+    pred = PredictorConfig(embed_dim=32, depth=1, num_heads=2)
+    lv1 = LevelConfig(horizon=2, predictor=pred, actions=ActionConfig(num_classes=5))
+    lv2 = LevelConfig(stride=4, horizon=2, embed_dim=32, num_heads=2, predictor=pred,
+                      actions=ActionConfig(num_classes=5, macro_dim=4))
+    model = HJEPA(HJEPAConfig(frames_per_window=8, levels=[lv1, lv2])).eval()
+    for level in model.levels:
+        torch.nn.init.normal_(level.predictor.action_proj.weight, std=0.2)
+    return model
+
+
+def test_level_two_reads_its_steps_actions_as_a_macro_action() -> None:
+    """Level 2 (8 frames a step) reads, for pair (t, j), the actions of frames 8(t+1)-1 ..
+    8(t+j+1)-2 through a macro-action in [-1, 1]^4, and no other frame's."""
+    model = _two_level()
+    clip = torch.randn(1, 3, 32, 32, 32, generator=torch.Generator().manual_seed(3))
+    acts = torch.randint(0, 5, (1, 32), generator=torch.Generator().manual_seed(4))
+    macro = model.levels[1].step_actions(acts)
+    assert macro.shape == (1, 4, 4) and macro.abs().max() < 1
+    with torch.no_grad():
+        base = model.predict(clip, actions=acts)[1]
+        for f in range(0, 32, 3):
+            other = acts.clone()
+            other[:, f] = (other[:, f] + 1) % 5
+            moved = model.predict(clip, actions=other)[1]
+            for t in range(4):
+                for j in range(1, 3):
+                    if t + j > 3:
+                        continue
+                    diff = (moved.pred[:, t, j - 1] - base.pred[:, t, j - 1]).abs().max().item()
+                    reads = 8 * (t + 1) - 1 <= f <= 8 * (t + j + 1) - 2
+                    assert (diff > 1e-5) if reads else (diff < 1e-6), (f, t, j, diff)
+
+
+def test_macro_actions_train_and_are_refused_where_they_do_not_fit() -> None:
+    model = _two_level().train()
+    out = model(torch.randn(2, 3, 32, 32, 32), actions=torch.randint(0, 5, (2, 32)))
+    out.loss.backward()
+    assert model.levels[1].predictor.action_proj.weight.grad.abs().sum() > 0
+    pred = PredictorConfig(embed_dim=32, depth=1, num_heads=2)
+    with pytest.raises(ValueError, match="macro_dim > 0"):
+        HJEPAConfig(levels=[LevelConfig(actions=ActionConfig(num_classes=5)),
+                            LevelConfig(actions=ActionConfig(num_classes=5), predictor=pred)])
+    with pytest.raises(ValueError, match="same actions as level 1"):
+        HJEPAConfig(levels=[LevelConfig(actions=ActionConfig(num_classes=5)),
+                            LevelConfig(actions=ActionConfig(num_classes=6, macro_dim=4), predictor=pred)])
+    with pytest.raises(ValueError, match=r"levels\[0\].actions.macro_dim"):
+        HJEPAConfig(levels=[LevelConfig(actions=ActionConfig(num_classes=5, macro_dim=2))])

@@ -1,4 +1,4 @@
-"""Primitive actions as an input of level 1's future predictor.
+"""Actions as an input of a level's future predictor (level 1: primitive, above: macro-actions).
 
 A clip's actions come one per frame: ``actions[:, f]`` is the action taken in the state that
 frame f shows, the one that leads to frame f+1. Level-1 step s spans frames ``s*F .. s*F+F-1``
@@ -32,7 +32,9 @@ class ActionEncoder(nn.Module):
         step_frames: F, frames one level-1 step spans.
 
     ``out_dim`` = F * ``cfg.embed_dim``: a span's embeddings are concatenated, not summed, so the
-    order of the actions inside a step counts (turn then move is not move then turn).
+    order of the actions inside a step counts (turn then move is not move then turn). With
+    ``cfg.macro_dim`` (levels >= 2) they are then mapped to a macro-action,
+    ``tanh(linear(...))``, and ``out_dim`` = ``macro_dim``.
     """
 
     def __init__(self, cfg: ActionConfig, step_frames: int) -> None:
@@ -41,11 +43,12 @@ class ActionEncoder(nn.Module):
             raise ValueError("ActionEncoder needs actions.num_classes > 0 or actions.dim > 0")
         self.cfg = cfg
         self.step_frames = step_frames
-        self.out_dim = step_frames * cfg.embed_dim
+        self.out_dim = cfg.macro_dim or step_frames * cfg.embed_dim
         if cfg.num_classes:
             self.embed: nn.Module = nn.Embedding(cfg.num_classes, cfg.embed_dim)
         else:
             self.embed = nn.Linear(cfg.dim, cfg.embed_dim)
+        self.macro = nn.Linear(step_frames * cfg.embed_dim, cfg.macro_dim) if cfg.macro_dim else None
 
     def check(self, actions: torch.Tensor) -> None:
         """Refuse actions of the wrong kind, shape or range, naming what was expected."""
@@ -66,7 +69,7 @@ class ActionEncoder(nn.Module):
             actions: long [B, T] ids or float [B, T, A] vectors, one per clip frame.
 
         Returns:
-            [B, S, F * E] with S = (T + 1) // F, the steps whose whole span is given: step s
+            [B, S, out_dim] with S = (T + 1) // F, the steps whose whole span is given: step s
             holds the embeddings of frames s*F-1 .. s*F+F-2 (frame -1: zeros). A frame past
             ``S*F - 2`` leads beyond the last whole step: unused.
         """
@@ -77,4 +80,5 @@ class ActionEncoder(nn.Module):
             raise ValueError(f"{t} frame actions cover no whole step of {self.step_frames} frames")
         e = self.embed(actions)  # [B, T, E]
         e = F.pad(e, (0, 0, 1, 0))  # frame -1, before the clip: unknown
-        return e[:, : s * self.step_frames].reshape(b, s, self.out_dim)
+        spans = e[:, : s * self.step_frames].reshape(b, s, self.step_frames * self.cfg.embed_dim)
+        return spans if self.macro is None else torch.tanh(self.macro(spans))

@@ -120,15 +120,23 @@ class ActionConfig:
     the query for step t+j those of steps t+1..t+j, so a prediction reads every action taken
     after its context's last frame up to its target's last, and none later.
 
+    A level above level 1 reads the same per-frame actions through a *macro-action*: the
+    embeddings of every action over its step are mapped to ``macro_dim`` numbers squashed into
+    [-1, 1] (``tanh``), so a planner at that level searches a small box instead of sequences of
+    primitive actions (``hjepa.planning.hierarchical``).
+
     Args:
         num_classes: discrete actions with ids ``0 .. num_classes - 1`` (minigrid: 7).
         dim: continuous actions of ``dim`` numbers each. At most one of the two is > 0.
         embed_dim: width of one frame's action embedding.
+        macro_dim: levels >= 2: width of the macro-action (required there); 0 at level 1, whose
+            predictor reads the embeddings themselves.
     """
 
     num_classes: int = 0
     dim: int = 0
     embed_dim: int = 16
+    macro_dim: int = 0
 
     def __post_init__(self) -> None:
         _check(self.num_classes >= 0, "actions.num_classes", self.num_classes, "must be >= 0")
@@ -136,6 +144,7 @@ class ActionConfig:
         _check(not (self.num_classes and self.dim), "actions", (self.num_classes, self.dim),
                "actions are discrete (num_classes) or continuous (dim), not both")
         _check(self.embed_dim >= 1, "actions.embed_dim", self.embed_dim, "must be >= 1")
+        _check(self.macro_dim >= 0, "actions.macro_dim", self.macro_dim, "must be >= 0")
 
     @property
     def enabled(self) -> bool:
@@ -192,8 +201,9 @@ class LevelConfig:
             are never encoded, as in V-JEPA's context). The future predictor reads the kept tokens
             with their positions and still predicts every token of every future step, from whole
             targets; evaluation, inference and the level above see every token. 1: all.
-        actions: level 1 only: the primitive actions its future predictor is conditioned on
-            (``ActionConfig``; default: none, a video-only level).
+        actions: the actions its future predictor is conditioned on (``ActionConfig``; default:
+            none, a video-only level): level 1 the primitive ones, a higher level a macro-action
+            made of them (``macro_dim``).
         context_window: how many past steps (its own included) a token attends to in the level's
             future predictor and, for levels >= 2, its temporal encoder; None: all. Bounded, a
             clip longer than the training clips shows them no step offset they were not trained on.
@@ -298,8 +308,15 @@ class HJEPAConfig:
         for i, lv in enumerate(self.levels[1:], start=1):
             _check(lv.context_keep == 1.0, f"levels[{i}].context_keep", lv.context_keep,
                    "only level 1 (spatial tokens) can leave context tokens out")
-            _check(not lv.actions.enabled, f"levels[{i}].actions", lv.actions,
-                   "only level 1 reads (primitive, per-frame) actions")
+            if lv.actions.enabled:
+                first = self.levels[0].actions
+                _check(lv.actions.macro_dim > 0, f"levels[{i}].actions.macro_dim", lv.actions.macro_dim,
+                       "a level above level 1 reads actions as a macro-action: set macro_dim > 0")
+                _check((lv.actions.num_classes, lv.actions.dim) == (first.num_classes, first.dim),
+                       f"levels[{i}].actions", lv.actions, "must read the same actions as level 1 "
+                       f"(num_classes={first.num_classes}, dim={first.dim})")
+        _check(self.levels[0].actions.macro_dim == 0, "levels[0].actions.macro_dim", self.levels[0].actions.macro_dim,
+               "level 1 reads its actions themselves: 0")
         keep = self.levels[0].context_keep
         if keep < 1.0:
             _check(not self.encoder.frozen, "levels[0].context_keep", keep,

@@ -154,7 +154,8 @@ class HJEPA(nn.Module):
                 context_window=lv.context_window,
                 time_encoding=lv.time_encoding,
             )
-            levels.append(JEPALevel(encoder, lv, slots=config.window_slots(k), **common))
+            levels.append(JEPALevel(encoder, lv, slots=config.window_slots(k), step_frames=config.step_frames(k),
+                                    **common))
         self.levels = nn.ModuleList(levels)
         # The clips it was trained on (set by hjepa.load_pretrained from the file's record): the
         # one source of the frame rate behind step_seconds, and of every task's clip defaults.
@@ -276,7 +277,8 @@ class HJEPA(nn.Module):
             masks_enc, masks_pred: long [B, K] token indices into one window's grid for
                 level 1's masked objective (used when ``levels[0].masked_weight > 0``).
             actions: the clip's per-frame actions, long [B, T] ids or float [B, T, A]
-                (``hjepa.models.actions``), for an action-conditioned level 1 (required there).
+                (``hjepa.models.actions``), for an action-conditioned level 1 (required there); a
+                higher level with ``actions.macro_dim`` reads them as macro-actions.
 
         Returns:
             ``HJEPAOutput``: ``loss`` = sum_k w_k * loss_k, and per-level outputs/statistics.
@@ -292,7 +294,7 @@ class HJEPA(nn.Module):
         total = clip.new_zeros(())
         for k, level in enumerate(self.levels):
             out = level(x, grid_hw=self._grid_hw(clip) if k == 0 else None, masked=masked if k == 0 else None,
-                        actions=actions if k == 0 else None)
+                        actions=actions if level.action_encoder is not None else None)
             total = total + self.config.levels[k].loss_weight * out.loss
             outputs.append(out)
             x = self._next_input(out.context, out.target)
@@ -348,9 +350,10 @@ class HJEPA(nn.Module):
             end: last context step the rollout may read.
             steps: how many steps past ``end`` to predict.
             grid_hw: level 1's patch grid (needed for level 0; ``patch_grid(clip.shape)``).
-            actions: level 1's per-frame actions from the clip's first frame on, long [B, T'] /
-                float [B, T', A], through frame ``(end + steps + 1) * F - 2`` at least (F: frames
-                per step): the actions chosen from the present state on are the rollout's input.
+            actions: per-frame actions from the clip's first frame on, long [B, T'] / float
+                [B, T', A], through frame ``(end + steps + 1) * F - 2`` at least (F: frames per
+                step of ``level``): the actions chosen from the present state on are the rollout's
+                input (a level above level 1 reads them as macro-actions).
 
         Returns:
             [B, steps, Q, D] predicted layer-normed targets of steps end+1..end+steps. They depend
@@ -359,11 +362,7 @@ class HJEPA(nn.Module):
         """
         if level == 0 and grid_hw is None:
             raise ValueError("rolling out level 1 needs grid_hw (model.patch_grid(clip.shape))")
-        step_actions = None
-        if actions is not None:
-            if level != 0:
-                raise ValueError("only level 1 takes actions")
-            step_actions = self.levels[0].step_actions(actions)
+        step_actions = None if actions is None else self.levels[level].step_actions(actions)
         return rollout(self.levels[level], context, end, steps, grid_hw if level == 0 else None,
                        step_actions=step_actions)
 
@@ -431,7 +430,7 @@ class HJEPA(nn.Module):
             pairs = future_pairs(s, h, only_valid=False, device=clip.device)  # [S*h, 2], t-major
             zk = z if (z is not None and self.config.levels[k].latent.dim > 0) else None
             step_actions = None
-            if k == 0 and actions is not None:
+            if actions is not None and level.action_encoder is not None:
                 step_actions = level.step_actions(actions)
                 missing = s + h - step_actions.shape[1]  # steps past the clip the actions do not reach
                 if missing > 0:
