@@ -34,14 +34,14 @@ class Rewired(torch.nn.Module):
     def patch_grid(self, shape):
         return self.inner.patch_grid(shape)
 
-    def rollout_steps(self, *args):
-        return self.inner.rollout_steps(*args)
+    def rollout_steps(self, *args, actions=None):
+        return self.inner.rollout_steps(*args, actions=actions)
 
     def encode(self, x):
         return self.inner.encode(x)
 
-    def predict(self, x, encodings=None):
-        preds = self.inner.predict(x, encodings=encodings)
+    def predict(self, x, encodings=None, actions=None):
+        preds = self.inner.predict(x, encodings=encodings, actions=actions)
         for p in preds:
             if self.mode == "oracle":
                 p.pred = p.target.clone()
