@@ -265,10 +265,11 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
     assert rc in (0, None)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["imagined_plans_per_step"] == 8
-    for key in ("success_rate/flat", "success_rate/flat/short", "success_rate/flat/long", "success_rate/random"):
-        assert 0.0 <= summary[key] <= 1.0
-    assert summary["success_rate/hierarchical"] is None and "macro-actions" in summary["hierarchical"]
-    assert summary["planning_s_per_step/flat"] > 0 and len(summary["videos"]) == 2
+    for name in ("flat", "hierarchical", "random"):
+        for key in (f"success_rate/{name}", f"success_rate/{name}/short", f"success_rate/{name}/long"):
+            assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["planning_s_per_step/flat"] > 0 and summary["planning_s_per_step/hierarchical"] > 0
+    assert len(summary["videos"]) == 4  # one per planner and goal set
     for path in summary["videos"]:
         meta = video_info(path, "pyav")
         assert (meta.height, meta.width) == (64, 128) and meta.num_frames >= 2  # agent's view | goal

@@ -153,3 +153,34 @@ def test_goal_cost_is_zero_at_the_goal_and_orders_by_distance(model: HJEPA) -> N
     assert torch.allclose(representation_cost(pred, goal, over="min"), torch.zeros(3))
     with pytest.raises(ValueError, match="must agree"):
         representation_cost(pred, goal[:2])
+
+
+def test_the_hierarchical_world_model_sees_imagined_steps_as_level_two_sees_real_ones() -> None:
+    from hjepa.planning.hierarchical import HierarchicalWorldModel
+
+    torch.manual_seed(0)
+    pred = PredictorConfig(embed_dim=32, depth=1, num_heads=2)
+    lv1 = LevelConfig(horizon=2, predictor=pred, actions=ActionConfig(num_classes=5))
+    lv2 = LevelConfig(stride=4, horizon=2, embed_dim=32, num_heads=2, predictor=pred,
+                      actions=ActionConfig(num_classes=5, macro_dim=3))
+    model = HJEPA(HJEPAConfig(frames_per_window=8, levels=[lv1, lv2])).eval()
+    for level in model.levels:
+        torch.nn.init.normal_(level.predictor.action_proj.weight, std=0.2)
+    clip = torch.randn(1, 3, 24, 32, 32)
+    acts = torch.randint(0, 5, (1, 24))
+    world = HierarchicalWorldModel(model)
+    world.observe(clip[:, :, :16])
+    with torch.no_grad():
+        encs = model.encode(clip)
+        # the real level-1 steps 8..11, handed over as if imagined: level 2's real step 2
+        assert torch.allclose(world.level2_of(encs[0].target[:, 8:12]), encs[1].target[:, 2], atol=1e-5)
+        macro = model.levels[1].step_actions(acts)  # [1, 3, 3]: the true macro-actions
+        imagined = world.imagine_macro(macro[:, 2:3])
+        ref = model.rollout_steps(model.encode(clip[:, :, :16])[1].context, 1, 1, 1, actions=acts)
+    assert imagined.shape == (1, 1, 4, 32) and torch.allclose(imagined, ref, atol=1e-5)
+    goal1, goal2 = world.encode_goal(torch.randn(1, 3, 32, 32))
+    assert goal1.shape == (4, 64) and goal2.shape == (4, 32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        world.observe(clip[:, :, :12])
+    with pytest.raises(ValueError, match="macro-actions"):
+        HierarchicalWorldModel(HJEPA(HJEPAConfig(frames_per_window=8, levels=[lv1, LevelConfig(stride=4)])))

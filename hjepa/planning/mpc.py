@@ -1,8 +1,16 @@
-"""Model-predictive control in a MiniGrid environment with a planner over level-1 actions.
+"""Model-predictive control in a MiniGrid environment, flat or hierarchical.
 
-Every environment step: encode the last frames seen, search for the plan whose imagined end is
-closest to the goal's encoding, take its first action, and plan again from the new state with
-the rest of the plan as the warm start.
+Every environment step, flat: encode the last frames seen, search for the plan of primitive
+actions whose imagined future comes closest to the goal's encoding, take its first action, and
+plan again from the new state with the rest of the plan as the warm start.
+
+Hierarchical: level 2 first searches macro-action plans whose imagined level-2 future comes
+closest to the goal's level-2 encoding; the first step of the best one is the subgoal. Level 1
+then searches primitive actions for one level-2 step (8 actions) whose imagined level-1 steps,
+encoded by level 2, come closest to the subgoal (plus ``goal_weight`` times their level-1
+distance to the goal, so the last metres are judged in level 1's detail). The first action is
+taken, and both levels plan again. Both searches share the flat planner's budget: each gets
+half of its imagined plans per step.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ import torch
 from hjepa.data.transforms import to_model_input
 from hjepa.planning.cost import representation_cost
 from hjepa.planning.minigrid_env import GoalTask, agent_state, make_env, render_frame, reset
-from hjepa.planning.search import CEM, MPPI, Discrete
+from hjepa.planning.hierarchical import HierarchicalWorldModel
+from hjepa.planning.search import CEM, MPPI, Box, Discrete
 from hjepa.planning.world_model import LevelWorldModel
 
-__all__ = ["EpisodeResult", "PlannerSettings", "run_flat_episode", "run_random_episode"]
+__all__ = ["EpisodeResult", "PlannerSettings", "run_flat_episode", "run_hierarchical_episode", "run_random_episode"]
 
 
 @dataclass
@@ -33,8 +42,12 @@ class PlannerSettings:
         samples, iterations: sequences imagined per round, rounds per environment step.
         actions: the environment's action ids the plan may use.
         over: which imagined steps the cost counts (``representation_cost``).
-        context_frames: frames the world model sees (a multiple of the model's window; before the
-            episode's first frame the first frame is repeated).
+        context_frames: frames the world model sees (a multiple of the model's window, and of
+            level 2's step for the hierarchical planner; before the episode's first frame the
+            first frame is repeated).
+        top_horizon_steps: hierarchical: level-2 steps (macro-actions) a top-level plan looks ahead.
+        goal_weight: hierarchical: weight of level 1's distance to the goal beside level 2's to
+            the subgoal in the lower search's cost.
         seed: of the search's sampling.
     """
 
@@ -44,8 +57,14 @@ class PlannerSettings:
     iterations: int = 4
     actions: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4, 5])
     over: Literal["final", "min", "mean"] = "min"
-    context_frames: int = 8
+    context_frames: int = 16
+    top_horizon_steps: int = 4
+    goal_weight: float = 1.0
     seed: int = 0
+
+    def search(self, space: Discrete | Box, length: int, samples: int) -> CEM | MPPI:
+        kind = CEM if self.method == "cem" else MPPI
+        return kind(space, length, samples=samples, iterations=self.iterations, seed=self.seed)
 
 
 @dataclass
@@ -75,9 +94,7 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
     goal = world.encode_goal(to_model_input(torch.from_numpy(task.goal_frame)[None, None])[:, :, 0])
     allowed = torch.tensor(settings.actions)
     length = settings.horizon_steps * world.step_frames
-    kind = CEM if settings.method == "cem" else MPPI
-    search = kind(Discrete(len(allowed)), length, samples=settings.samples, iterations=settings.iterations,
-                  seed=settings.seed)
+    search = settings.search(Discrete(len(allowed)), length, settings.samples)
 
     def cost(seqs: torch.Tensor) -> torch.Tensor:
         return representation_cost(world.imagine(allowed[seqs]), goal, over=settings.over)
@@ -94,6 +111,49 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
             success = True
             break
         init = torch.cat([plan.actions[1:], plan.actions[-1:]])
+    env.close()
+    return EpisodeResult(task, success, steps, planning, frames if keep_frames else [])
+
+
+def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, settings: PlannerSettings,
+                             max_steps: int, size: int, view: str = "full",
+                             keep_frames: bool = False) -> EpisodeResult:
+    """Plan subgoals with level 2 and actions to reach them with level 1, replanning every step."""
+    env = make_env(task.env_id)
+    reset(env, task.env_seed)
+    frames = [render_frame(env, view, size)]
+    goal1, goal2 = world.encode_goal(to_model_input(torch.from_numpy(task.goal_frame)[None, None])[:, :, 0])
+    allowed = torch.tensor(settings.actions)
+    half = max(2, settings.samples // 2)
+    top = settings.search(Box(world.macro_dim), settings.top_horizon_steps, half)
+    low_length = world.stride * world.low.step_frames  # the actions of one level-2 step
+    low = settings.search(Discrete(len(allowed)), low_length, half)
+
+    def top_cost(macro: torch.Tensor) -> torch.Tensor:
+        return representation_cost(world.imagine_macro(macro), goal2, over=settings.over)
+
+    top_init = low_init = None
+    planning, success, steps = [], False, 0
+    for steps in range(1, max_steps + 1):
+        world.observe(_clip(frames, settings.context_frames))
+        t0 = time.perf_counter()
+        top_plan = top.plan(top_cost, top_init)
+        subgoal = world.imagine_macro(top_plan.actions[None])[0, 0]  # [Q2, D2] the next level-2 state
+
+        def low_cost(seqs: torch.Tensor) -> torch.Tensor:
+            imagined = world.low.imagine(allowed[seqs])  # [N, r, Q1, D1]
+            to_sub = representation_cost(world.level2_of(imagined)[:, None], subgoal)
+            return to_sub + settings.goal_weight * representation_cost(imagined, goal1, over=settings.over)
+
+        plan = low.plan(low_cost, low_init)
+        planning.append(time.perf_counter() - t0)
+        env.step(int(allowed[plan.actions[0]]))
+        frames.append(render_frame(env, view, size))
+        if agent_state(env) == task.goal_pos:
+            success = True
+            break
+        top_init = top_plan.actions  # one primitive step into a level-2 step: the macro plan still stands
+        low_init = torch.cat([plan.actions[1:], plan.actions[-1:]])
     env.close()
     return EpisodeResult(task, success, steps, planning, frames if keep_frames else [])
 

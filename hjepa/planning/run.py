@@ -3,13 +3,15 @@
 Goals come from a recording of the BabyAI recipe (``datasets/babyai``): a test episode's state
 ``k`` bot steps after its start (:func:`hjepa.planning.minigrid_env.goal_tasks`), in two sets,
 short (``short_steps``) and long (``long_steps``). The agent starts where the episode started
-and plans with the checkpoint's action-conditioned level 1 (``flat``: CEM or MPPI over primitive
-actions, replanning every step) until it stands on the goal's cell facing its way, or
-``2 * k + 10`` steps have passed. Uniformly random actions under the same step limit are the
+and plans with the checkpoint's action-conditioned levels until it stands on the goal's cell
+facing its way, or ``2 * k + 10`` steps have passed: ``flat``, level 1 alone (CEM or MPPI over
+primitive actions, replanning every step), and ``hierarchical``, level 2 planning subgoals with
+macro-actions and level 1 the actions that reach them (``hjepa.planning.mpc``), with the same
+number of imagined plans per step. Uniformly random actions under the same step limit are the
 baseline.
 
-The hierarchical planner needs a level 2 that takes macro-actions; a checkpoint whose level 2
-has none (every checkpoint today) gets ``success_rate/hierarchical`` null and a line saying so.
+A checkpoint whose level 2 takes no macro-actions gets ``success_rate/hierarchical`` null and a
+line saying so.
 
 Writes ``summary.json`` into ``out_dir`` and, for the first ``videos`` episodes of each set, an
 MP4 of what the agent saw beside the goal.
@@ -28,7 +30,14 @@ import torch
 
 from hjepa.errors import UserError
 from hjepa.planning.minigrid_env import goal_tasks
-from hjepa.planning.mpc import EpisodeResult, PlannerSettings, run_flat_episode, run_random_episode
+from hjepa.planning.hierarchical import HierarchicalWorldModel
+from hjepa.planning.mpc import (
+    EpisodeResult,
+    PlannerSettings,
+    run_flat_episode,
+    run_hierarchical_episode,
+    run_random_episode,
+)
 from hjepa.planning.world_model import LevelWorldModel
 
 log = logging.getLogger(__name__)
@@ -83,48 +92,54 @@ def run_plan(
     if model.levels[0].action_encoder is None:
         raise UserError(f"{ckpt}: level 1 takes no actions, so it cannot imagine a plan; pretrain with "
                         "configs/pretrain/babyai_actions.yaml (levels[0].actions)")
-    world = LevelWorldModel(model.to(device))
+    model = model.to(device)
+    runners = {"flat": (LevelWorldModel(model), run_flat_episode)}
+    has_macro = model.num_levels >= 2 and model.levels[1].action_encoder is not None
+    if has_macro:
+        runners["hierarchical"] = (HierarchicalWorldModel(model), run_hierarchical_episode)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"ckpt": str(ckpt), "data_dir": str(data_dir), "split": split, "planner": settings.method,
-                     "horizon_steps": settings.horizon_steps,
-                     "imagined_plans_per_step": settings.samples * settings.iterations,
-                     "success_rate/hierarchical": None, "hierarchical": HIERARCHICAL_UNAVAILABLE, "videos": []}
-    flat_all: list[EpisodeResult] = []
-    random_all: list[EpisodeResult] = []
-    for name, steps in (("short", short_steps), ("long", long_steps)):
+                     "horizon_steps": settings.horizon_steps, "top_horizon_steps": settings.top_horizon_steps,
+                     "imagined_plans_per_step": settings.samples * settings.iterations, "videos": []}
+    if not has_macro:
+        summary.update({"success_rate/hierarchical": None, "hierarchical": HIERARCHICAL_UNAVAILABLE})
+    results: dict[str, list[EpisodeResult]] = {name: [] for name in [*runners, "random"]}
+    for set_name, steps in (("short", short_steps), ("long", long_steps)):
         tasks = goal_tasks(data_dir, split, episodes, tuple(steps), size, view, seed)
-        flat, rand = [], []
+        per_set: dict[str, list[EpisodeResult]] = {name: [] for name in results}
         for i, task in enumerate(tasks):
             limit = 2 * task.goal_steps + 10
-            res = run_flat_episode(world, task, settings, limit, size, view, keep_frames=i < videos)
-            flat.append(res)
-            rand.append(run_random_episode(task, settings.actions, limit, seed + i))
-            if res.frames:
-                path = out / f"flat_{name}_{i:02d}_{task.video_id}.mp4"
-                goal = np.broadcast_to(task.goal_frame, (len(res.frames), *task.goal_frame.shape))
-                encode_video(path, np.concatenate([np.stack(res.frames), goal], axis=2), fps=4)
-                summary["videos"].append(str(path))
-            log.info("%s goal %d/%d (%d steps away): %s in %d steps", name, i + 1, len(tasks), task.goal_steps,
-                     "reached" if res.success else "not reached", res.steps)
-        summary.update({
-            f"success_rate/flat/{name}": mean(r.success for r in flat),
-            f"success_rate/random/{name}": mean(r.success for r in rand),
-            f"goal_steps_mean/{name}": mean(t.goal_steps for t in tasks),
-            f"episodes/{name}": len(tasks),
-        })
-        flat_all += flat
-        random_all += rand
-    per_step = [s for r in flat_all for s in r.planning_s]
-    summary.update({
-        "episodes": len(flat_all),
-        "success_rate/flat": mean(r.success for r in flat_all),
-        "success_rate/random": mean(r.success for r in random_all),
-        "planning_s_per_step/flat": mean(per_step),
-        "wall_time_s": time.perf_counter() - t_start,
-    })
+            for name, (world, run_episode) in runners.items():
+                res = run_episode(world, task, settings, limit, size, view, keep_frames=i < videos)
+                per_set[name].append(res)
+                if res.frames:
+                    summary["videos"].append(str(_write_video(out / f"{name}_{set_name}_{i:02d}_{task.video_id}.mp4",
+                                                              res, encode_video)))
+            per_set["random"].append(run_random_episode(task, settings.actions, limit, seed + i))
+            log.info("%s goal %d/%d (%d steps away): %s", set_name, i + 1, len(tasks), task.goal_steps,
+                     ", ".join(f"{n} {'reached' if r[-1].success else 'not reached'} ({r[-1].steps} steps)"
+                               for n, r in per_set.items()))
+        for name, res in per_set.items():
+            summary[f"success_rate/{name}/{set_name}"] = mean(r.success for r in res)
+            results[name] += res
+        summary[f"goal_steps_mean/{set_name}"] = mean(t.goal_steps for t in tasks)
+        summary[f"episodes/{set_name}"] = len(tasks)
+    summary["episodes"] = len(results["random"])
+    for name, res in results.items():
+        summary[f"success_rate/{name}"] = mean(r.success for r in res)
+        if name != "random":
+            summary[f"planning_s_per_step/{name}"] = mean(s for r in res for s in r.planning_s)
+    summary["wall_time_s"] = time.perf_counter() - t_start
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"flat success {summary['success_rate/flat']:.2f} (short {summary['success_rate/flat/short']:.2f}, "
-          f"long {summary['success_rate/flat/long']:.2f}); random {summary['success_rate/random']:.2f}; "
-          f"{summary['planning_s_per_step/flat']:.3f} s planning per step; {out / 'summary.json'}")
+    print("; ".join(f"{name}: success {summary[f'success_rate/{name}']:.2f} (short "
+                    f"{summary[f'success_rate/{name}/short']:.2f}, long {summary[f'success_rate/{name}/long']:.2f})"
+                    for name in results) + f"; {out / 'summary.json'}")
     return summary
+
+
+def _write_video(path: Path, res: EpisodeResult, encode_video) -> Path:
+    """What the agent saw, step by step, beside the goal: uint8 [T, H, 2W, 3] at 4 fps."""
+    goal = np.broadcast_to(res.task.goal_frame, (len(res.frames), *res.task.goal_frame.shape))
+    encode_video(path, np.concatenate([np.stack(res.frames), goal], axis=2), fps=4)
+    return path
