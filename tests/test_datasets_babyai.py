@@ -147,6 +147,37 @@ def test_frame_actions_agree_with_the_action_runs(data: Path, episodes: dict) ->
             assert len(acts) == int(episodes[vid]["frames"]) and acts[-1] == actions.index("done")
 
 
+def test_exploration_mixes_random_runs_into_solved_episodes(make: ModuleType, data: Path, tmp_path: Path) -> None:
+    """--explore: random runs, labelled ``random``, inside episodes the bot still solves; a replay of
+    the recorded actions reaches the recorded end; the bot alone (the default) has none."""
+    import gymnasium as gym
+
+    p, run = 0.1, 8
+    out = tmp_path / "explore"
+    assert make.main(["--out", str(out), *EPISODES, "--explore", str(p), "--explore-run", str(run)]) == 0
+    assert all(r["verb"] != "random" for split in SPLITS for r in _rows(data / f"subgoals_{split}.csv"))
+    frames = random_frames = 0
+    for r in _rows(out / "subgoals_train.csv"):
+        n = int(r["stop_frame"]) - int(r["start_frame"])
+        frames += n
+        random_frames += n * (r["verb"] == "random")
+        assert r["verb"] != "random" or r["noun"] == "none"
+    # A run of mean length (run + 1) / 2 starts before a bot action with probability p.
+    expected = p * (run + 1) / 2 / (1 + p * (run + 1) / 2)
+    assert 0.5 * expected < random_frames / frames < 1.5 * expected, (random_frames, frames)
+    actions = defaultdict(list)
+    for r in _rows(out / "frame_actions_train.csv"):
+        actions[r["video_id"]].append(int(r["action"]))
+    env = gym.make(make.DEFAULT_ENV)
+    for ep in _rows(out / "episodes.csv"):
+        if ep["split"] != "train":
+            continue
+        env.reset(seed=int(ep["env_seed"]))
+        rewards = [env.step(a)[1] for a in actions[ep["video_id"]][:-1]]
+        assert rewards[-1] > 0 and not any(rewards[:-1]), ep["video_id"]  # solved at the last action only
+    env.close()
+
+
 def test_interaction_subgoals_take_their_primitive_action(data: Path) -> None:
     """The bot's one-step subgoals act on the object in front: pick up -> pickup, open -> toggle."""
     expected = {"pick up": "pickup", "open": "toggle", "close": "toggle", "drop": "drop"}
@@ -188,7 +219,7 @@ def test_hjepa_reads_the_annotations_and_classes(data: Path) -> None:
     assert read_annotations(data / "actions_val.csv")
 
 
-def test_pretrain_and_anticipate_run_on_the_dataset(data: Path, tmp_path: Path) -> None:
+def test_pretrain_and_anticipate_run_on_the_dataset(make: ModuleType, data: Path, tmp_path: Path) -> None:
     from hjepa.cli.main import main
 
     run = tmp_path / "pretrain"
@@ -208,7 +239,7 @@ def test_pretrain_and_anticipate_run_on_the_dataset(data: Path, tmp_path: Path) 
                "--data.video_dir", str(data), "--optim.epochs", "1", "--ablation", "false"])
     assert rc in (0, None)
     result = json.loads((out / "summary.json").read_text())
-    assert result["skipped_videos"] == 0 and result["num_verbs"] == 6 and result["num_nouns"] == 26
+    assert result["skipped_videos"] == 0 and result["num_verbs"] == len(make.SUBGOAL_VERBS) == 7 and result["num_nouns"] == 26
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +303,8 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
     assert len(summary["videos"]) == 4  # one per planner and goal set
     for path in summary["videos"]:
         meta = video_info(path, "pyav")
-        assert (meta.height, meta.width) == (64, 128) and meta.num_frames >= 2  # agent's view | goal
+        panels = 3 if Path(path).name.startswith("hierarchical") else 2  # agent's view | (subgoal |) goal
+        assert (meta.height, meta.width) == (64, 64 * panels) and meta.num_frames >= 2, path
 
 
 def test_evaluate_scores_an_action_model_with_its_actions_and_an_action_control(data: Path, action_run: Path,

@@ -178,8 +178,11 @@ def test_the_hierarchical_world_model_sees_imagined_steps_as_level_two_sees_real
         imagined = world.imagine_macro(macro[:, 2:3])
         ref = model.rollout_steps(model.encode(clip[:, :, :16])[1].context, 1, 1, 1, actions=acts)
     assert imagined.shape == (1, 1, 4, 32) and torch.allclose(imagined, ref, atol=1e-5)
-    goal1, goal2 = world.encode_goal(torch.randn(1, 3, 32, 32))
+    images = torch.randn(3, 3, 32, 32)
+    goal1, goal2 = world.encode_goal(images[1:2])
     assert goal1.shape == (4, 64) and goal2.shape == (4, 32)
+    states = world.encode_states(images)  # the gallery a video draws subgoals from: each state as a goal
+    assert states.shape == (3, 4, 32) and torch.allclose(states[1], goal2, atol=1e-5)
     with pytest.raises(ValueError, match="multiple of 8"):
         world.observe(clip[:, :, :12])
     with pytest.raises(ValueError, match="macro-actions"):

@@ -1,7 +1,8 @@
 """Write a video dataset of BabyAI episodes played by minigrid's BabyAI bot, with subgoal and action annotations.
 
     python datasets/babyai/make_dataset.py --out data/babyai [--episodes 1000] \
-        [--env BabyAI-KeyCorridorS4R3-v0] [--size 64] [--fps 8] [--seed 0] [--view full|agent]
+        [--env BabyAI-KeyCorridorS4R3-v0] [--size 64] [--fps 8] [--seed 0] [--view full|agent] \
+        [--explore 0.0] [--explore-run 8]
 
 Every episode is a BabyAI level reset with its own env seed and solved by
 ``minigrid.utils.baby_ai_bot.BabyAIBot``; each environment state is one video frame (frame t is
@@ -10,6 +11,14 @@ environment's own renderer (the whole grid, or the agent's 7x7 view with ``--vie
 padded to a square with black, resized to ``--size`` pixels and written as H.264 (yuv420p) at
 ``--fps``. Episodes the bot does not solve (it raises, loops, or runs out of steps) are left
 out and the next env seed is tried, so a split always has the asked number of episodes.
+
+With ``--explore P`` the bot is mixed with random exploration, so that a world model learnt
+from the recording also sees what actions the bot would not take do: before each action not
+already in a random run, a run of uniformly random actions (``left`` .. ``toggle``; its length
+uniform in 1 .. ``--explore-run``) starts with probability P. The bot is told the action taken
+(its advising mode) and plans on from wherever the random run left the agent. Random actions
+are labelled ``random none`` in the subgoal annotations. ``--explore 0`` (the default) is the
+bot alone.
 
 Splits are by episode: ``train``, ``val`` and ``test`` draw env seeds from disjoint ranges
 (:func:`env_seed`), so no layout is in two splits, and the whole output is a function of the
@@ -21,8 +30,9 @@ arguments: re-running writes byte-identical CSVs. Written to ``--out``:
 * ``video_info.csv``: ``video_id,duration,fps,resolution``, the EPIC-KITCHENS-100 columns.
 * ``subgoals_<split>.csv``: EPIC-KITCHENS-100 annotation columns, one row per maximal run of
   frames in which the bot pursued the same subgoal (the subgoal at the top of its stack when it
-  chose the action), with verb = go to / explore / pick up / drop / open / close and noun = the
-  object (``"red ball"``, ``"wall"``, ``"none"``).
+  chose the action), with verb = go to / explore / pick up / drop / open / close (and
+  ``random`` for the random runs of ``--explore``) and noun = the object (``"red ball"``,
+  ``"wall"``, ``"none"``).
 * ``actions_<split>.csv``: the same columns, one row per maximal run of one primitive action
   (verb = left / right / forward / pickup / drop / toggle / done; noun = the object in front of
   the agent at the run's first frame, ``"none"`` for an empty cell).
@@ -70,7 +80,7 @@ MAX_PLAN_CHANGES = 1000  # pushes + pops of the bot's stack while choosing one a
 
 # minigrid.core.actions.Actions, in id order (the ids written to frame_actions_*.csv).
 ACTIONS = ("left", "right", "forward", "pickup", "drop", "toggle", "done")
-SUBGOAL_VERBS = ("close", "drop", "explore", "go to", "open", "pick up")
+SUBGOAL_VERBS = ("close", "drop", "explore", "go to", "open", "pick up", "random")
 COLOURS = ("blue", "green", "grey", "purple", "red", "yellow")  # minigrid.core.constants.COLOR_NAMES
 OBJECT_TYPES = ("ball", "box", "door", "key")
 NOUNS = tuple(sorted(["none", "wall"] + [f"{c} {t}" for c in COLOURS for t in OBJECT_TYPES]))
@@ -199,8 +209,12 @@ def bot_call(fn: Any, *args: Any) -> Any:
         raise BotFailure(f"the bot failed: {type(err).__name__}: {err}") from None
 
 
-def play_episode(env: Any, seed: int, view: str, size: int) -> Episode:
-    """Reset ``env`` with ``seed`` and let the bot solve it; raises :class:`BotFailure` if it does not."""
+def play_episode(env: Any, seed: int, view: str, size: int, explore: float = 0.0, explore_run: int = 8) -> Episode:
+    """Reset ``env`` with ``seed`` and let the bot solve it; raises :class:`BotFailure` if it does not.
+
+    ``explore``, ``explore_run``: the random runs mixed in (module docstring), drawn from a
+    generator seeded by ``seed``, so an episode is a function of its arguments.
+    """
     from minigrid.utils.baby_ai_bot import BabyAIBot
 
     with contextlib.redirect_stdout(io.StringIO()):  # BabyAI prints every rejected layout it samples
@@ -209,13 +223,23 @@ def play_episode(env: Any, seed: int, view: str, size: int) -> Episode:
     ep = Episode(seed, env.unwrapped.mission, np.empty(0), fronts=[front_name(env)])
     bot = bot_call(BabyAIBot, env)
     bot.stack = CappedStack(bot.stack)
+    rng = np.random.default_rng(seed)
+    random_left, taken = 0, None
     terminated = truncated = False
     while not (terminated or truncated):
         bot.stack.changes = 0
-        action = int(bot_call(bot.replan))
+        action = int(bot_call(bot.replan, taken))  # taken: None when the bot's own action was
         if not bot.stack:
             raise BotFailure("the bot says done before the level is solved")
-        ep.subgoals.append(bot_call(subgoal_label, bot, bot.stack[-1]))
+        if random_left == 0 and explore > 0 and rng.random() < explore:
+            random_left = int(rng.integers(1, explore_run + 1))
+        if random_left:
+            random_left -= 1
+            action = taken = int(rng.integers(0, ACTIONS.index("done")))
+            ep.subgoals.append(("random", "none"))
+        else:
+            taken = None
+            ep.subgoals.append(bot_call(subgoal_label, bot, bot.stack[-1]))
         ep.actions.append(action)
         _, reward, terminated, truncated, _ = env.step(action)
         frames.append(render_frame(env, view, size))
@@ -327,7 +351,7 @@ def make_split(env: Any, split: str, count: int, args: argparse.Namespace, info:
         seed = env_seed(args.seed, split, k)
         k += 1
         try:
-            ep = play_episode(env, seed, args.view, args.size)
+            ep = play_episode(env, seed, args.view, args.size, args.explore, args.explore_run)
         except BotFailure as err:
             files.skipped += 1
             if files.skipped > max(100, 10 * count):
@@ -367,6 +391,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=8.0, help="frames (= env steps) per second of video")
     p.add_argument("--seed", type=int, default=0, help="picks the env seeds of every split")
     p.add_argument("--view", choices=("full", "agent"), default="full", help="whole grid or the agent's view")
+    p.add_argument("--explore", type=float, default=0.0,
+                   help="probability, before each bot action, of a run of random actions instead")
+    p.add_argument("--explore-run", type=int, default=8, help="longest random run, actions")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of episodes in val")
     p.add_argument("--test-fraction", type=float, default=0.1, help="share of episodes in test")
     args = p.parse_args(argv)
@@ -376,6 +403,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--fps {args.fps}: must be > 0")
     if args.seed < 0 or args.episodes < 1:
         p.error("--seed must be >= 0 and --episodes >= 1")
+    if not 0 <= args.explore < 1 or args.explore_run < 1:
+        p.error(f"--explore {args.explore} / --explore-run {args.explore_run}: need 0 <= P < 1 and a run >= 1")
     if not (0 <= args.val_fraction < 1 and 0 <= args.test_fraction < 1):
         p.error("--val-fraction and --test-fraction must be in [0, 1)")
     return args

@@ -60,12 +60,21 @@ class HierarchicalWorldModel:
         ``goal``: one image ``[1, C, H, W]`` (held still for a level-2 step) or a clip
         ``[1, C, T, H, W]`` ending in the goal state, T a multiple of level 2's step.
         """
-        if goal.ndim == 4:
-            goal = goal[:, :, None].expand(-1, -1, self.step_frames, -1, -1)
-        goal = goal.to(self.low.device)
-        t1 = self.model.levels[0].encode_target(goal)
+        t1, t2 = self._encode_states(goal)
+        return t1[0], t2[0]
+
+    @torch.no_grad()
+    def encode_states(self, images: Tensor) -> Tensor:
+        """``[N, Q2, D2]``: level 2's target tokens of N states, images ``[N, C, H, W]``, each held
+        still for a level-2 step (as a goal is): what a subgoal is compared with to be drawn."""
+        return torch.cat([self._encode_states(part)[1] for part in images.split(self.chunk)])
+
+    def _encode_states(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.ndim == 4:
+            x = x[:, :, None].expand(-1, -1, self.step_frames, -1, -1)
+        t1 = self.model.levels[0].encode_target(x.to(self.low.device))
         t2 = self.model.levels[1].encode_target(t1)
-        return t1[0, -1], t2[0, -1]
+        return t1[:, -1], t2[:, -1]
 
     @torch.no_grad()
     def imagine_macro(self, macro: Tensor) -> Tensor:

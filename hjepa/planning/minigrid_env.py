@@ -76,6 +76,8 @@ class GoalTask:
         goal_steps: primitive steps the bot took from the start to the goal.
         goal_pos: the agent's cell and heading (x, y, direction) in the goal state.
         goal_frame: uint8 [H, W, 3], the goal state as rendered.
+        path_frames: uint8 [goal_steps + 1, H, W, 3], the recorded states from the start to the
+            goal: the gallery a video draws the hierarchical planner's subgoals from.
     """
 
     video_id: str
@@ -84,6 +86,7 @@ class GoalTask:
     goal_steps: int
     goal_pos: tuple[int, int, int]
     goal_frame: np.ndarray
+    path_frames: np.ndarray
 
 
 def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, int], size: int,
@@ -117,15 +120,17 @@ def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, i
         env = envs.setdefault(ep["env"], make_env(ep["env"]))
         reset(env, int(ep["env_seed"]))
         start = agent_state(env)
+        path = [render_frame(env, view, size)]
         for i, a in enumerate(recorded[:k], start=1):
             _, _, terminated, truncated, _ = env.step(a)
+            path.append(render_frame(env, view, size))
             if (terminated or truncated) and i < k:
                 raise ValueError(f"{ep['video_id']}: the replayed episode ended after {i} of its recorded "
                                  f"actions; was it recorded with another minigrid version?")
         pos = agent_state(env)
         if pos == start:
             continue  # the bot only turned back: no goal to reach
-        tasks.append(GoalTask(ep["video_id"], ep["env"], int(ep["env_seed"]), k, pos, render_frame(env, view, size)))
+        tasks.append(GoalTask(ep["video_id"], ep["env"], int(ep["env_seed"]), k, pos, path[-1], np.stack(path)))
     for env in envs.values():
         env.close()
     if len(tasks) < count:

@@ -76,6 +76,7 @@ class EpisodeResult:
     steps: int
     planning_s: list[float]
     frames: list[np.ndarray]
+    subgoal_frames: list[np.ndarray] = field(default_factory=list)
 
 
 def _clip(frames: list[np.ndarray], count: int) -> torch.Tensor:
@@ -118,7 +119,11 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
 def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, settings: PlannerSettings,
                              max_steps: int, size: int, view: str = "full",
                              keep_frames: bool = False) -> EpisodeResult:
-    """Plan subgoals with level 2 and actions to reach them with level 1, replanning every step."""
+    """Plan subgoals with level 2 and actions to reach them with level 1, replanning every step.
+
+    With ``keep_frames``, each step's subgoal is also drawn: as the state on the recorded path to
+    the goal (``task.path_frames``) whose level-2 encoding is nearest to it (``subgoal_frames``).
+    """
     env = make_env(task.env_id)
     reset(env, task.env_seed)
     frames = [render_frame(env, view, size)]
@@ -132,13 +137,17 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
     def top_cost(macro: torch.Tensor) -> torch.Tensor:
         return representation_cost(world.imagine_macro(macro), goal2, over=settings.over)
 
+    gallery = world.encode_states(to_model_input(torch.from_numpy(task.path_frames)[:, None])[:, :, 0]) \
+        if keep_frames else None  # [P, Q2, D2]
     top_init = low_init = None
-    planning, success, steps = [], False, 0
+    planning, drawn, success, steps = [], [], False, 0
     for steps in range(1, max_steps + 1):
         world.observe(_clip(frames, settings.context_frames))
         t0 = time.perf_counter()
         top_plan = top.plan(top_cost, top_init)
         subgoal = world.imagine_macro(top_plan.actions[None])[0, 0]  # [Q2, D2] the next level-2 state
+        if gallery is not None:
+            drawn.append(task.path_frames[int(representation_cost(gallery[:, None], subgoal).argmin())])
 
         def low_cost(seqs: torch.Tensor) -> torch.Tensor:
             imagined = world.low.imagine(allowed[seqs])  # [N, r, Q1, D1]
@@ -155,7 +164,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
         top_init = top_plan.actions  # one primitive step into a level-2 step: the macro plan still stands
         low_init = torch.cat([plan.actions[1:], plan.actions[-1:]])
     env.close()
-    return EpisodeResult(task, success, steps, planning, frames if keep_frames else [])
+    return EpisodeResult(task, success, steps, planning, frames if keep_frames else [], drawn)
 
 
 def run_random_episode(task: GoalTask, actions: list[int], max_steps: int, seed: int) -> EpisodeResult:

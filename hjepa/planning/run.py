@@ -14,7 +14,8 @@ A checkpoint whose level 2 takes no macro-actions gets ``success_rate/hierarchic
 line saying so.
 
 Writes ``summary.json`` into ``out_dir`` and, for the first ``videos`` episodes of each set, an
-MP4 of what the agent saw beside the goal.
+MP4 of what the agent saw beside the goal (and, hierarchical, beside the subgoal level 2 chose,
+drawn as the nearest recorded state on the way to the goal).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def run_plan(
         short_steps, long_steps: goal distance ranges, in the bot's primitive steps.
         planner: search settings (``PlannerSettings``: method, horizon_steps, samples, ...).
         size, view: rendering, as the recording was made (``--size``, ``--view`` of make_dataset).
-        videos: episodes per set saved as MP4 (agent's view | goal).
+        videos: episodes per set saved as MP4 (agent's view | goal; hierarchical: agent's view |
+            subgoal | goal).
         seed: goal draws, search sampling and the random baseline.
         device: where the world model runs.
         cpu_threads: torch threads (None: torch's default).
@@ -139,7 +141,15 @@ def run_plan(
 
 
 def _write_video(path: Path, res: EpisodeResult, encode_video) -> Path:
-    """What the agent saw, step by step, beside the goal: uint8 [T, H, 2W, 3] at 4 fps."""
+    """What the agent saw, step by step, beside the goal: uint8 [T, H, 2W, 3] at 4 fps.
+
+    A hierarchical episode has a third panel between the two, [T, H, 3W, 3]: the subgoal level 2
+    chose at each step, drawn as its nearest recorded state on the way to the goal (the last
+    frame, after the last plan, repeats the last subgoal).
+    """
     goal = np.broadcast_to(res.task.goal_frame, (len(res.frames), *res.task.goal_frame.shape))
-    encode_video(path, np.concatenate([np.stack(res.frames), goal], axis=2), fps=4)
+    panels = [np.stack(res.frames)]
+    if res.subgoal_frames:
+        panels.append(np.stack(res.subgoal_frames + res.subgoal_frames[-1:]))
+    encode_video(path, np.concatenate([*panels, goal], axis=2), fps=4)
     return path
