@@ -300,6 +300,10 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
         for key in (f"success_rate/{name}", f"success_rate/{name}/short", f"success_rate/{name}/long"):
             assert 0.0 <= summary[key] <= 1.0, key
     assert summary["planning_s_per_step/flat"] > 0 and summary["planning_s_per_step/hierarchical"] > 0
+    for space in ("pixels", "level1", "level2"):
+        for goals in ("short", "long"):
+            assert -1.0 <= summary[f"cost_progress/{space}/{goals}"] <= 1.0
+    assert summary["rendering"] == {"view": "full", "size": 64, "highlight": True}
     assert len(summary["videos"]) == 4  # one per planner and goal set
     for path in summary["videos"]:
         meta = video_info(path, "pyav")

@@ -187,3 +187,32 @@ def test_the_hierarchical_world_model_sees_imagined_steps_as_level_two_sees_real
         world.observe(clip[:, :, :12])
     with pytest.raises(ValueError, match="macro-actions"):
         HierarchicalWorldModel(HJEPA(HJEPAConfig(frames_per_window=8, levels=[lv1, LevelConfig(stride=4)])))
+
+
+def test_progress_says_whether_a_cost_falls_towards_the_goal() -> None:
+    from hjepa.planning.cost import progress
+
+    assert progress(torch.tensor([5.0, 4.0, 2.0, 1.0])) == 1.0
+    assert progress(torch.tensor([1.0, 2.0, 4.0, 5.0])) == -1.0
+    assert progress(torch.tensor([3.0, 3.0, 3.0])) == 0.0
+    assert progress(torch.tensor([4.0, 1.0, 3.0, 2.0])) == pytest.approx(1 / 3)  # 4 of 6 pairs fall, 2 rise
+    with pytest.raises(ValueError, match="at least 2"):
+        progress(torch.tensor([1.0]))
+
+
+def test_rendering_shades_what_the_agent_sees_only_when_asked() -> None:
+    pytest.importorskip("minigrid")
+    from hjepa.planning.minigrid_env import Rendering, make_env, reset
+
+    env = make_env("BabyAI-KeyCorridorS4R3-v0")
+    reset(env, 0)
+    shaded, plain = Rendering("full", 64, True).frame(env), Rendering("full", 64, False).frame(env)
+    assert shaded.shape == plain.shape == (64, 64, 3) and shaded.flags.writeable
+    assert (shaded != plain).any() and (shaded >= plain).all()  # the shading only lightens cells
+    env.step(0)  # a turn: the shaded cone moves, the plain picture changes only at the agent's cell
+    changed_plain = (Rendering("full", 64, False).frame(env) != plain).any(-1).sum()
+    changed_shaded = (Rendering("full", 64, True).frame(env) != shaded).any(-1).sum()
+    assert 0 < changed_plain < changed_shaded
+    env.close()
+    with pytest.raises(ValueError, match="view"):
+        Rendering("top", 64)

@@ -2,12 +2,13 @@
 
     python datasets/babyai/make_dataset.py --out data/babyai [--episodes 1000] \
         [--env BabyAI-KeyCorridorS4R3-v0] [--size 64] [--fps 8] [--seed 0] [--view full|agent] \
-        [--explore 0.0] [--explore-run 8]
+        [--no-highlight] [--explore 0.0] [--explore-run 8]
 
 Every episode is a BabyAI level reset with its own env seed and solved by
 ``minigrid.utils.baby_ai_bot.BabyAIBot``; each environment state is one video frame (frame t is
 the state in which the bot chose action t, the last frame the solved state), rendered by the
-environment's own renderer (the whole grid, or the agent's 7x7 view with ``--view agent``),
+environment's own renderer (the whole grid, or the agent's 7x7 view with ``--view agent``; the
+cells the agent sees shaded, as minigrid draws them, unless ``--no-highlight``),
 padded to a square with black, resized to ``--size`` pixels and written as H.264 (yuv420p) at
 ``--fps``. Episodes the bot does not solve (it raises, loops, or runs out of steps) are left
 out and the next env seed is tried, so a split always has the asked number of episodes.
@@ -70,7 +71,7 @@ except ImportError:  # run from a checkout without installing
 
 from hjepa.data.manifests import VideoRow, write_csv_manifest
 from hjepa.data.synthetic import EPIC_COLUMNS, encode_video, format_timestamp
-from hjepa.planning.minigrid_env import render_frame  # the planner renders as the recording does
+from hjepa.planning.minigrid_env import Rendering  # the planner renders as the recording does
 
 DEFAULT_ENV = "BabyAI-KeyCorridorS4R3-v0"
 SPLITS = ("train", "val", "test")
@@ -209,7 +210,7 @@ def bot_call(fn: Any, *args: Any) -> Any:
         raise BotFailure(f"the bot failed: {type(err).__name__}: {err}") from None
 
 
-def play_episode(env: Any, seed: int, view: str, size: int, explore: float = 0.0, explore_run: int = 8) -> Episode:
+def play_episode(env: Any, seed: int, render: Rendering, explore: float = 0.0, explore_run: int = 8) -> Episode:
     """Reset ``env`` with ``seed`` and let the bot solve it; raises :class:`BotFailure` if it does not.
 
     ``explore``, ``explore_run``: the random runs mixed in (module docstring), drawn from a
@@ -219,7 +220,7 @@ def play_episode(env: Any, seed: int, view: str, size: int, explore: float = 0.0
 
     with contextlib.redirect_stdout(io.StringIO()):  # BabyAI prints every rejected layout it samples
         env.reset(seed=seed)
-    frames = [render_frame(env, view, size)]
+    frames = [render.frame(env)]
     ep = Episode(seed, env.unwrapped.mission, np.empty(0), fronts=[front_name(env)])
     bot = bot_call(BabyAIBot, env)
     bot.stack = CappedStack(bot.stack)
@@ -242,7 +243,7 @@ def play_episode(env: Any, seed: int, view: str, size: int, explore: float = 0.0
             ep.subgoals.append(bot_call(subgoal_label, bot, bot.stack[-1]))
         ep.actions.append(action)
         _, reward, terminated, truncated, _ = env.step(action)
-        frames.append(render_frame(env, view, size))
+        frames.append(render.frame(env))
         ep.fronts.append(front_name(env))
     if not (terminated and reward > 0):
         raise BotFailure(f"not solved within {env.unwrapped.max_steps} steps")
@@ -351,7 +352,8 @@ def make_split(env: Any, split: str, count: int, args: argparse.Namespace, info:
         seed = env_seed(args.seed, split, k)
         k += 1
         try:
-            ep = play_episode(env, seed, args.view, args.size, args.explore, args.explore_run)
+            ep = play_episode(env, seed, Rendering(args.view, args.size, args.highlight), args.explore,
+                              args.explore_run)
         except BotFailure as err:
             files.skipped += 1
             if files.skipped > max(100, 10 * count):
@@ -391,6 +393,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=8.0, help="frames (= env steps) per second of video")
     p.add_argument("--seed", type=int, default=0, help="picks the env seeds of every split")
     p.add_argument("--view", choices=("full", "agent"), default="full", help="whole grid or the agent's view")
+    p.add_argument("--no-highlight", dest="highlight", action="store_false",
+                   help="do not shade the cells the agent sees (for goal reaching: see Rendering)")
     p.add_argument("--explore", type=float, default=0.0,
                    help="probability, before each bot action, of a run of random actions instead")
     p.add_argument("--explore-run", type=int, default=8, help="longest random run, actions")

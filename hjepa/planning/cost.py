@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
-__all__ = ["representation_cost"]
+__all__ = ["progress", "representation_cost"]
 
 
 def representation_cost(
@@ -49,3 +50,18 @@ def representation_cost(
     if over == "mean":
         return per_step.mean(dim=1)
     raise ValueError(f"over={over!r}: must be final, min or mean")
+
+
+def progress(distances: Tensor) -> float:
+    """How well a cost knows the way: ``-tau`` (Kendall's tau-a) between the step index and the
+    cost along a path that reaches the goal, ``[P]`` costs of its states before the goal.
+
+    1 when the cost falls at every step towards the goal, 0 when it is unrelated to the steps
+    left, -1 when it rises; a planner that follows the cost downhill needs it well above 0.
+    """
+    d = distances.flatten().double()
+    n = d.numel()
+    if n < 2:
+        raise ValueError(f"progress needs a path of at least 2 states, got {n}")
+    i, j = torch.triu_indices(n, n, offset=1)
+    return float(-torch.sign(d[j] - d[i]).sum() / (n * (n - 1) / 2))

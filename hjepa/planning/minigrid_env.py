@@ -1,8 +1,8 @@
 """MiniGrid / BabyAI environments as the planner's world: rendering and goals.
 
 Frames are rendered exactly as ``datasets/babyai/make_dataset.py`` records them (that script
-imports :func:`render_frame` from here), so a model pretrained on the recipe's videos sees the
-same pictures when it plans. A goal comes from a recorded episode: the environment is reset
+renders with :class:`Rendering` from here), so a model pretrained on the recipe's videos sees the
+same pictures when it plans, provided the planner is given the recording's settings. A goal comes from a recorded episode: the environment is reset
 with the episode's seed and the bot's recorded actions are replayed for ``k`` steps; the state
 reached is the goal (its picture for the cost, the agent's cell for success), ``k`` primitive
 steps from the start by the bot's own path.
@@ -22,12 +22,40 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GoalTask", "agent_state", "render_frame", "goal_tasks", "make_env", "reset"]
+__all__ = ["GoalTask", "Rendering", "agent_state", "goal_tasks", "make_env", "render_frame", "reset"]
 
 
-def render_frame(env: Any, view: str, size: int) -> np.ndarray:
-    """uint8 [size, size, 3]: the environment's own rendering (whole grid or agent view), padded
-    square and resized.
+@dataclass(frozen=True)
+class Rendering:
+    """How an environment state becomes a frame.
+
+    Attributes:
+        view: ``full`` (the whole grid) or ``agent`` (the agent's own 7x7 view).
+        size: side of the square frame, pixels.
+        highlight: shade the cells the agent sees (minigrid's default). The shaded cone moves
+            with every turn and step and covers many cells, so it dominates how far two frames
+            are apart: over the first 30 steps of 20 validation episodes of the default level
+            (full view, 64 px), the pixel distance of a state to the 30th one has Kendall's tau
+            -0.04 with the step with the shading and -0.84 without. Off for goal reaching.
+    """
+
+    view: str = "full"
+    size: int = 64
+    highlight: bool = True
+
+    def __post_init__(self) -> None:
+        if self.view not in ("full", "agent"):
+            raise ValueError(f"view={self.view!r}: must be full or agent")
+        if self.size < 16 or self.size % 2:
+            raise ValueError(f"size {self.size}: need an even number >= 16 (H.264 yuv420p)")
+
+    def frame(self, env: Any) -> np.ndarray:
+        return render_frame(env, self.view, self.size, self.highlight)
+
+
+def render_frame(env: Any, view: str, size: int, highlight: bool = True) -> np.ndarray:
+    """uint8 [size, size, 3]: the environment's own rendering (whole grid or agent view, with or
+    without the shading of what the agent sees), padded square and resized.
 
     Tiles are drawn at about twice the output resolution and box-filtered down, which keeps
     one-tile objects legible at 64 px.
@@ -37,13 +65,13 @@ def render_frame(env: Any, view: str, size: int) -> np.ndarray:
     u = env.unwrapped
     tiles = u.agent_view_size if view == "agent" else max(u.width, u.height)
     tile_size = max(4, math.ceil(2 * size / tiles))
-    img = u.get_frame(highlight=u.highlight, tile_size=tile_size, agent_pov=view == "agent")
+    img = u.get_frame(highlight=highlight, tile_size=tile_size, agent_pov=view == "agent")
     h, w, _ = img.shape
     side = max(h, w)
     square = np.zeros((side, side, 3), np.uint8)
     top, left = (side - h) // 2, (side - w) // 2
     square[top:top + h, left:left + w] = img
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.BOX))
+    return np.array(Image.fromarray(square).resize((size, size), Image.BOX))  # a writable copy: torch reads it
 
 
 def make_env(env_id: str) -> Any:
@@ -89,8 +117,8 @@ class GoalTask:
     path_frames: np.ndarray
 
 
-def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, int], size: int,
-               view: str = "full", seed: int = 0) -> list[GoalTask]:
+def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, int], render: Rendering,
+               seed: int = 0) -> list[GoalTask]:
     """``count`` goals ``steps[0]..steps[1]`` bot steps from the start of ``split``'s episodes.
 
     Episodes are taken in ``episodes.csv`` order (each once; those shorter than ``steps[0]`` are
@@ -120,10 +148,10 @@ def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, i
         env = envs.setdefault(ep["env"], make_env(ep["env"]))
         reset(env, int(ep["env_seed"]))
         start = agent_state(env)
-        path = [render_frame(env, view, size)]
+        path = [render.frame(env)]
         for i, a in enumerate(recorded[:k], start=1):
             _, _, terminated, truncated, _ = env.step(a)
-            path.append(render_frame(env, view, size))
+            path.append(render.frame(env))
             if (terminated or truncated) and i < k:
                 raise ValueError(f"{ep['video_id']}: the replayed episode ended after {i} of its recorded "
                                  f"actions; was it recorded with another minigrid version?")

@@ -24,8 +24,14 @@ import torch
 
 from hjepa.data.transforms import to_model_input
 from hjepa.planning.cost import representation_cost
-from hjepa.planning.minigrid_env import GoalTask, agent_state, make_env, render_frame, reset
 from hjepa.planning.hierarchical import HierarchicalWorldModel
+from hjepa.planning.minigrid_env import (
+    GoalTask,
+    Rendering,
+    agent_state,
+    make_env,
+    reset,
+)
 from hjepa.planning.search import CEM, MPPI, Box, Discrete
 from hjepa.planning.world_model import LevelWorldModel
 
@@ -87,11 +93,11 @@ def _clip(frames: list[np.ndarray], count: int) -> torch.Tensor:
 
 
 def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSettings, max_steps: int,
-                     size: int, view: str = "full", keep_frames: bool = False) -> EpisodeResult:
+                     render: Rendering, keep_frames: bool = False) -> EpisodeResult:
     """Plan with level 1 alone, replanning every step, until the goal cell or ``max_steps``."""
     env = make_env(task.env_id)
     reset(env, task.env_seed)
-    frames = [render_frame(env, view, size)]
+    frames = [render.frame(env)]
     goal = world.encode_goal(to_model_input(torch.from_numpy(task.goal_frame)[None, None])[:, :, 0])
     allowed = torch.tensor(settings.actions)
     length = settings.horizon_steps * world.step_frames
@@ -107,7 +113,7 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
         plan = search.plan(cost, init)
         planning.append(time.perf_counter() - t0)
         env.step(int(allowed[plan.actions[0]]))
-        frames.append(render_frame(env, view, size))
+        frames.append(render.frame(env))
         if agent_state(env) == task.goal_pos:
             success = True
             break
@@ -117,8 +123,7 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
 
 
 def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, settings: PlannerSettings,
-                             max_steps: int, size: int, view: str = "full",
-                             keep_frames: bool = False) -> EpisodeResult:
+                             max_steps: int, render: Rendering, keep_frames: bool = False) -> EpisodeResult:
     """Plan subgoals with level 2 and actions to reach them with level 1, replanning every step.
 
     With ``keep_frames``, each step's subgoal is also drawn: as the state on the recorded path to
@@ -126,7 +131,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
     """
     env = make_env(task.env_id)
     reset(env, task.env_seed)
-    frames = [render_frame(env, view, size)]
+    frames = [render.frame(env)]
     goal1, goal2 = world.encode_goal(to_model_input(torch.from_numpy(task.goal_frame)[None, None])[:, :, 0])
     allowed = torch.tensor(settings.actions)
     half = max(2, settings.samples // 2)
@@ -149,7 +154,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
         if gallery is not None:
             drawn.append(task.path_frames[int(representation_cost(gallery[:, None], subgoal).argmin())])
 
-        def low_cost(seqs: torch.Tensor) -> torch.Tensor:
+        def low_cost(seqs: torch.Tensor, subgoal: torch.Tensor = subgoal) -> torch.Tensor:  # this step's subgoal
             imagined = world.low.imagine(allowed[seqs])  # [N, r, Q1, D1]
             to_sub = representation_cost(world.level2_of(imagined)[:, None], subgoal)
             return to_sub + settings.goal_weight * representation_cost(imagined, goal1, over=settings.over)
@@ -157,7 +162,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
         plan = low.plan(low_cost, low_init)
         planning.append(time.perf_counter() - t0)
         env.step(int(allowed[plan.actions[0]]))
-        frames.append(render_frame(env, view, size))
+        frames.append(render.frame(env))
         if agent_state(env) == task.goal_pos:
             success = True
             break

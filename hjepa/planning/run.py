@@ -29,9 +29,11 @@ from statistics import mean
 import numpy as np
 import torch
 
+from hjepa.data.transforms import to_model_input
 from hjepa.errors import UserError
-from hjepa.planning.minigrid_env import goal_tasks
+from hjepa.planning.cost import progress, representation_cost
 from hjepa.planning.hierarchical import HierarchicalWorldModel
+from hjepa.planning.minigrid_env import GoalTask, Rendering, goal_tasks
 from hjepa.planning.mpc import (
     EpisodeResult,
     PlannerSettings,
@@ -43,6 +45,7 @@ from hjepa.planning.world_model import LevelWorldModel
 
 log = logging.getLogger(__name__)
 
+PLANNERS = ("flat", "hierarchical", "random")
 HIERARCHICAL_UNAVAILABLE = ("not run: the checkpoint's level 2 takes no macro-actions, so it cannot plan "
                             "subgoals; only level 1 plans (flat)")
 
@@ -58,10 +61,12 @@ def run_plan(
     planner: PlannerSettings | None = None,
     size: int = 64,
     view: str = "full",
+    highlight: bool = True,
     videos: int = 2,
     seed: int = 0,
     device: str = "cpu",
     cpu_threads: int | None = None,
+    planners: tuple[str, ...] = PLANNERS,
 ) -> dict:
     """Flat planning (and the random baseline) on short and long goals; writes ``summary.json``.
 
@@ -74,12 +79,15 @@ def run_plan(
         episodes: episodes per goal set.
         short_steps, long_steps: goal distance ranges, in the bot's primitive steps.
         planner: search settings (``PlannerSettings``: method, horizon_steps, samples, ...).
-        size, view: rendering, as the recording was made (``--size``, ``--view`` of make_dataset).
+        size, view, highlight: rendering, as the recording the checkpoint was pretrained on was made
+            (``--size``, ``--view``, ``--no-highlight`` of make_dataset); goals are rendered so too.
         videos: episodes per set saved as MP4 (agent's view | goal; hierarchical: agent's view |
             subgoal | goal).
         seed: goal draws, search sampling and the random baseline.
         device: where the world model runs.
         cpu_threads: torch threads (None: torch's default).
+        planners: which of ``flat``, ``hierarchical``, ``random`` run; none gives only the
+            ``cost_progress`` check of every goal, in seconds.
     """
     from hjepa.data.synthetic import encode_video
     from hjepa.loading import load_pretrained
@@ -88,56 +96,94 @@ def run_plan(
     if cpu_threads:
         torch.set_num_threads(cpu_threads)
     settings = planner or PlannerSettings()
+    try:
+        render = Rendering(view, size, highlight)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if not Path(ckpt).is_file():
         raise UserError(f"checkpoint {ckpt} does not exist")
     model = load_pretrained(ckpt, map_location=device)
     if model.levels[0].action_encoder is None:
         raise UserError(f"{ckpt}: level 1 takes no actions, so it cannot imagine a plan; pretrain with "
                         "configs/pretrain/babyai_actions.yaml (levels[0].actions)")
+    unknown = [name for name in planners if name not in PLANNERS]
+    if unknown:
+        raise UserError(f"planners {unknown}: choose from {list(PLANNERS)}")
     model = model.to(device)
-    runners = {"flat": (LevelWorldModel(model), run_flat_episode)}
+    worlds = {"flat": LevelWorldModel(model)}
     has_macro = model.num_levels >= 2 and model.levels[1].action_encoder is not None
     if has_macro:
-        runners["hierarchical"] = (HierarchicalWorldModel(model), run_hierarchical_episode)
+        worlds["hierarchical"] = HierarchicalWorldModel(model)
+    episode_fns = {"flat": run_flat_episode, "hierarchical": run_hierarchical_episode}
+    runners = {name: (worlds[name], episode_fns[name]) for name in planners if name in worlds}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"ckpt": str(ckpt), "data_dir": str(data_dir), "split": split, "planner": settings.method,
+                     "rendering": {"view": view, "size": size, "highlight": highlight},
                      "horizon_steps": settings.horizon_steps, "top_horizon_steps": settings.top_horizon_steps,
                      "imagined_plans_per_step": settings.samples * settings.iterations, "videos": []}
-    if not has_macro:
+    if "hierarchical" in planners and not has_macro:
         summary.update({"success_rate/hierarchical": None, "hierarchical": HIERARCHICAL_UNAVAILABLE})
-    results: dict[str, list[EpisodeResult]] = {name: [] for name in [*runners, "random"]}
+    names = [*runners, *(["random"] if "random" in planners else [])]
+    results: dict[str, list[EpisodeResult]] = {name: [] for name in names}
+    episodes_run = 0
     for set_name, steps in (("short", short_steps), ("long", long_steps)):
-        tasks = goal_tasks(data_dir, split, episodes, tuple(steps), size, view, seed)
+        tasks = goal_tasks(data_dir, split, episodes, tuple(steps), render, seed)
         per_set: dict[str, list[EpisodeResult]] = {name: [] for name in results}
+        known_way: dict[str, list[float]] = {}
         for i, task in enumerate(tasks):
+            for space, value in cost_progress(task, worlds).items():
+                known_way.setdefault(space, []).append(value)
             limit = 2 * task.goal_steps + 10
             for name, (world, run_episode) in runners.items():
-                res = run_episode(world, task, settings, limit, size, view, keep_frames=i < videos)
+                res = run_episode(world, task, settings, limit, render, keep_frames=i < videos)
                 per_set[name].append(res)
                 if res.frames:
                     summary["videos"].append(str(_write_video(out / f"{name}_{set_name}_{i:02d}_{task.video_id}.mp4",
                                                               res, encode_video)))
-            per_set["random"].append(run_random_episode(task, settings.actions, limit, seed + i))
+            if "random" in per_set:
+                per_set["random"].append(run_random_episode(task, settings.actions, limit, seed + i))
             log.info("%s goal %d/%d (%d steps away): %s", set_name, i + 1, len(tasks), task.goal_steps,
                      ", ".join(f"{n} {'reached' if r[-1].success else 'not reached'} ({r[-1].steps} steps)"
                                for n, r in per_set.items()))
         for name, res in per_set.items():
             summary[f"success_rate/{name}/{set_name}"] = mean(r.success for r in res)
             results[name] += res
+        for space, values in known_way.items():
+            summary[f"cost_progress/{space}/{set_name}"] = mean(values)
         summary[f"goal_steps_mean/{set_name}"] = mean(t.goal_steps for t in tasks)
         summary[f"episodes/{set_name}"] = len(tasks)
-    summary["episodes"] = len(results["random"])
+        episodes_run += len(tasks)
+    summary["episodes"] = episodes_run
     for name, res in results.items():
         summary[f"success_rate/{name}"] = mean(r.success for r in res)
         if name != "random":
             summary[f"planning_s_per_step/{name}"] = mean(s for r in res for s in r.planning_s)
     summary["wall_time_s"] = time.perf_counter() - t_start
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("; ".join(f"{name}: success {summary[f'success_rate/{name}']:.2f} (short "
-                    f"{summary[f'success_rate/{name}/short']:.2f}, long {summary[f'success_rate/{name}/long']:.2f})"
-                    for name in results) + f"; {out / 'summary.json'}")
+    print("cost progress along the bot's path (1: falls at every step, 0: unrelated): " + ", ".join(
+        f"{space} {summary[f'cost_progress/{space}/short']:.2f} / {summary[f'cost_progress/{space}/long']:.2f}"
+        for space in ("pixels", "level1", "level2") if f"cost_progress/{space}/short" in summary) + " (short / long)")
+    print("".join(f"{name}: success {summary[f'success_rate/{name}']:.2f} (short "
+                  f"{summary[f'success_rate/{name}/short']:.2f}, long {summary[f'success_rate/{name}/long']:.2f}); "
+                  for name in results) + str(out / "summary.json"))
     return summary
+
+
+def cost_progress(task: GoalTask, worlds: dict) -> dict[str, float]:
+    """Does a cost know the way to ``task``'s goal? :func:`progress` of the distance to the goal
+    along the bot's recorded path, in pixels (mean absolute difference, the reference a learnt
+    cost should beat) and in each planning level's representation (the planners' cost)."""
+    frames = torch.from_numpy(task.path_frames)  # [P, H, W, 3], the last the goal
+    out = {"pixels": progress((frames[:-1].float() - frames[-1].float()).abs().mean(dim=(1, 2, 3)))}
+    images = to_model_input(frames[:, None])[:, :, 0]  # [P, C, H, W]
+    levels = [("level1", worlds["flat"])]
+    if "hierarchical" in worlds:
+        levels.append(("level2", worlds["hierarchical"]))
+    for space, world in levels:
+        states = world.encode_states(images)  # [P, Q, D]
+        out[space] = progress(representation_cost(states[:-1, None], states[-1]))
+    return out
 
 
 def _write_video(path: Path, res: EpisodeResult, encode_video) -> Path:

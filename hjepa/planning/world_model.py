@@ -53,8 +53,18 @@ class LevelWorldModel:
                 (held still for a window: a goal image is a scene that does not move).
         """
         if goal.ndim == 4:
-            goal = goal[:, :, None].expand(-1, -1, self.model.config.frames_per_window, -1, -1)
+            return self.encode_states(goal)[0]
         return self.model.levels[0].encode_target(goal.to(self.device))[0, -1]
+
+    @torch.no_grad()
+    def encode_states(self, images: Tensor) -> Tensor:
+        """``[N, Q, D]``: level-1 target tokens of N states, images ``[N, C, H, W]``, each held still
+        for a window, as a goal image is."""
+        out = []
+        for part in images.split(self.chunk):
+            clip = part[:, :, None].expand(-1, -1, self.model.config.frames_per_window, -1, -1)
+            out.append(self.model.levels[0].encode_target(clip.to(self.device))[:, -1])
+        return torch.cat(out)
 
     @torch.no_grad()
     def imagine(self, actions: Tensor) -> Tensor:
