@@ -304,6 +304,21 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
         for goals in ("short", "long"):
             assert -1.0 <= summary[f"cost_progress/{space}/{goals}"] <= 1.0
     assert summary["rendering"] == {"view": "full", "size": 64, "highlight": True}
+    # No planner: only the check of the cost, on the same goals
+    rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data), "--out",
+               str(tmp_path / "cost"), "--episodes", "1", "--short_steps", "[2, 4]", "--long_steps", "[5, 8]",
+               "--planners", "[]"])
+    assert rc in (0, None)
+    only = json.loads((tmp_path / "cost" / "summary.json").read_text())
+    assert not any(k.startswith("success_rate/") for k in only) and only["videos"] == []
+    assert {k: v for k, v in only.items() if k.startswith("cost_progress/")} == \
+        {k: v for k, v in summary.items() if k.startswith("cost_progress/")}
+    try:  # a user error: one line, status 2
+        rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data),
+                   "--out", str(tmp_path / "bad"), "--planners", "[greedy]"])
+    except SystemExit as exit_:
+        rc = exit_.code
+    assert rc == 2
     assert len(summary["videos"]) == 4  # one per planner and goal set
     for path in summary["videos"]:
         meta = video_info(path, "pyav")

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Does the hierarchy plan better? Flat against hierarchical MPC in BabyAI, over training seeds.
 
-For every pretraining seed it runs the two jobs a user would:
+For every pretraining seed it runs the three jobs a user would:
 
 1. ``hjepa pretrain --config configs/pretrain/babyai_actions.yaml`` on a BabyAI recording with
-   actions (``--data``, e.g. ``datasets/babyai/make_dataset.py --explore 0.1``), seed s;
-2. ``hjepa plan --config configs/plan/babyai.yaml`` with that checkpoint on goals from the test
+   actions (``--data``: ``datasets/babyai/make_dataset.py --explore 0.1 --no-highlight``), seed s;
+2. ``hjepa evaluate`` of that checkpoint on the recording's test episodes, with their actions and
+   the controls (skill against the simple baselines; the same with another clip's actions);
+3. ``hjepa plan --config configs/plan/babyai.yaml`` with that checkpoint on goals from the test
    episodes of ``--goals`` (the same goals for every seed): flat (level 1 alone), hierarchical
    (level 2 subgoals, level 1 actions; as many imagined plans per step) and random actions.
 
@@ -15,8 +17,8 @@ on long goals hierarchical success >= 2x flat and >= 60 %; on short goals the hi
 hurt (hierarchical >= flat - 5 points). Pretrainings and plans that finished are reused, so a
 study that was stopped resumes; the plans run ``--jobs`` at a time, one CPU thread each.
 
-    python tools/planning_study.py --data data/babyai_explore --goals data/babyai --out docs/planning_babyai.md
-    python tools/planning_study.py --data data/babyai_explore --goals data/babyai --seeds 0 --episodes 2 \\
+    python tools/planning_study.py --data data/babyai_actions --goals data/babyai --out docs/planning_babyai.md
+    python tools/planning_study.py --data data/babyai_actions --goals data/babyai --seeds 0 --episodes 2 \\
         --out /tmp/p.md --runs /tmp/planning_study
 
 Each pretraining takes about 7 minutes on 2 idle CPU cores (1000 steps); a plan of 20 short and
@@ -59,6 +61,20 @@ def pretrain(data: Path, run: Path, seed: int, steps: int | None) -> Path:
     print("$ hjepa " + " ".join(args), flush=True)
     subprocess.run(hjepa_cmd(*args), check=True, cwd=REPO)
     return ckpt
+
+
+def evaluate(ckpt: Path, data: Path, out: Path) -> dict:
+    """``hjepa evaluate`` on the recording's test episodes with their actions and the controls:
+    does each level predict better than the simple baselines, and do its actions matter (the
+    ``control_actions`` skill, with another clip's actions, must fall below it)? Reused when done."""
+    path = out / "summary.json"
+    if not path.is_file():
+        args = ["evaluate", "--ckpt", str(ckpt), "--data", str(data / "manifest_test.csv"), "--actions",
+                str(data / "frame_actions_test.csv"), "--controls", "true", "--probes", "false",
+                "--clips_per_video", "2", "--out_dir", str(out)]
+        print("$ hjepa " + " ".join(args), flush=True)
+        subprocess.run(hjepa_cmd(*args), check=True, cwd=REPO)
+    return json.loads(path.read_text())
 
 
 def plan_args(ckpt: Path, goals: Path, out: Path, episodes: int) -> list[str]:
@@ -110,7 +126,8 @@ def verdict(mean: dict[str, float]) -> dict[str, bool]:
     }
 
 
-def report(summaries: dict[int, dict], args: argparse.Namespace, wall_s: float) -> tuple[str, dict]:
+def report(summaries: dict[int, dict], evals: dict[int, dict], args: argparse.Namespace,
+           wall_s: float) -> tuple[str, dict]:
     keys = [f"{p}/{s}" for p in PLANNERS for s in SETS]
     per_seed = {seed: {k: summ[f"success_rate/{k}"] for k in keys} for seed, summ in summaries.items()}
     mean = {k: statistics.fmean(v[k] for v in per_seed.values()) for k in keys}
@@ -138,10 +155,27 @@ def report(summaries: dict[int, dict], args: argparse.Namespace, wall_s: float) 
         lines.append(f"| {seed} | " + " | ".join(f"{row[k]:.2f}" for k in keys)
                      + f" | {summ['planning_s_per_step/flat']:.2f} | {summ['planning_s_per_step/hierarchical']:.2f} |")
     lines.append("| mean ± sd | " + " | ".join(spread([r[k] for r in per_seed.values()]) for k in keys) + " | | |")
+    spaces = [f"{space}/{goals}" for space in ("pixels", "level1", "level2") for goals in SETS]
+    lines += ["", ("Does the cost know the way? `cost_progress` (minus Kendall's tau between the step and the "
+              "distance to the goal along the bot's path to it: 1 when it falls at every step, 0 when unrelated):"),
+              "", "| seed | " + " | ".join(spaces) + " |", "| --- | " + " | ".join("---:" for _ in spaces) + " |"]
+    for seed, summ in summaries.items():
+        lines.append(f"| {seed} | " + " | ".join(f"{summ[f'cost_progress/{k}']:.2f}" if f"cost_progress/{k}" in summ
+                                                  else "-" for k in spaces) + " |")
+    cols = [("level1/h1", "L1 0.25 s"), ("level1/h2", "L1 0.5 s"), ("level2/h1", "L2 1 s"), ("level2/h2", "L2 2 s")]
+    lines += ["", (f"The world model on the test episodes of `{args.data}` (`hjepa evaluate --actions ... --controls "
+              "true`): skill against the best simple baseline with the clip's own actions / with another clip's "
+              "(where action conditioning counts, the second is lower):"), "",
+              "| seed | " + " | ".join(name for _, name in cols) + " |", "| --- | " + " | ".join("---:" for _ in cols) + " |"]
+    for seed, ev in evals.items():
+        lines.append(f"| {seed} | " + " | ".join(
+            f"{ev[f'{k}/skill']:.3f} / {ev[f'control_actions/{k}/skill']:.3f}" if f"{k}/skill" in ev else "-"
+            for k, _ in cols) + " |")
     lines += ["", "The bars (fixed before the runs):", ""]
     lines += [f"- {name}: {'met' if ok else 'not met'}" for name, ok in checks.items()]
     record = {"command": sys.argv, "per_seed": per_seed, "mean": mean, "checks": checks,
-              "summaries": {str(s): summ for s, summ in summaries.items()}}
+              "summaries": {str(s): summ for s, summ in summaries.items()},
+              "evaluate": {str(s): ev for s, ev in evals.items()}}
     return "\n".join(lines) + "\n", record
 
 
@@ -162,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = [s for s in args.seeds if not plan_done(outs[s], args.episodes)]
     run_plans([plan_args(ckpts[s], args.goals, outs[s], args.episodes) for s in todo], args.jobs)
     summaries = {s: json.loads((outs[s] / "summary.json").read_text()) for s in args.seeds}
-    text, record = report(summaries, args, time.perf_counter() - t0)
+    evals = {s: evaluate(ckpts[s], args.data, args.runs / f"evaluate_seed{s}") for s in args.seeds}
+    text, record = report(summaries, evals, args, time.perf_counter() - t0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
