@@ -141,3 +141,26 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     else:
         model = model_from_checkpoint(read_checkpoint(path), f"checkpoint {path}")
     return model.to(map_location).eval()
+
+
+# The weights an action-conditioned model has and the same model without actions lacks.
+ACTION_WEIGHTS = (".action_encoder.", ".predictor.action_proj.")
+
+
+def init_adding_actions(model: HJEPA, path: str | Path) -> None:
+    """Start ``model`` from an hjepa checkpoint or export of the same architecture that may take
+    no actions (a video-pretrained model, to fine-tune with actions).
+
+    Every weight of the file is copied, strictly (the same names and shapes, each difference
+    named); the action weights the file lacks (``ACTION_WEIGHTS``) keep their fresh start, whose
+    zero action projections make the first predictions exactly the file's action-free ones.
+    """
+    source = load_pretrained(path)
+    state, own = source.state_dict(), model.state_dict()
+    new = [k for k in own if k not in state]
+    other = [k for k in new if not any(part in k for part in ACTION_WEIGHTS)]
+    if other:
+        raise ValueError(f"init_from {path}: the file lacks {len(other)} weights that are not action inputs "
+                         f"({', '.join(other[:5])}{' …' if len(other) > 5 else ''}): give a file of the same "
+                         "architecture")
+    load_state_dict_strict(model, {**state, **{k: own[k] for k in new}}, f"init_from {path}")

@@ -195,3 +195,34 @@ def test_macro_actions_train_and_are_refused_where_they_do_not_fit() -> None:
                             LevelConfig(actions=ActionConfig(num_classes=6, macro_dim=4), predictor=pred)])
     with pytest.raises(ValueError, match=r"levels\[0\].actions.macro_dim"):
         HJEPAConfig(levels=[LevelConfig(actions=ActionConfig(num_classes=5, macro_dim=2))])
+
+
+def test_a_video_pretrained_model_is_fine_tuned_with_actions_from_its_own_predictions(clip, tmp_path) -> None:
+    """HJEPAModule(init_from=...): every video weight copied, the action inputs fresh, so the
+    fine-tuning starts at the video model's predictions whatever the actions; other mismatches refused."""
+    from dataclasses import replace
+
+    from hjepa.export import export_model
+    from hjepa.train.module import HJEPAModule
+
+    video = _model(ActionConfig(), levels=2, seed=3)
+    export_model(video, {"model_config": video.config.to_dict()}, tmp_path / "video")
+    with_actions = replace(video.config, levels=[
+        replace(lv, actions=ActionConfig(num_classes=7, macro_dim=3 if i else 0))
+        for i, lv in enumerate(video.config.levels)])
+    module = HJEPAModule(with_actions, init_from=str(tmp_path / "video"))
+    model = module.model.eval()
+    source = video.state_dict()
+    new = sorted(set(model.state_dict()) - set(source))
+    assert new and all("action_encoder" in k or "action_proj" in k for k in new)
+    for name, value in model.state_dict().items():
+        if "action_proj" in name:
+            assert not value.any(), name  # the action inputs' fresh start: no effect yet
+        elif name in source:
+            assert torch.equal(value, source[name]), name
+    pairs = torch.tensor([[5, 1], [5, 2]])
+    acts = torch.randint(0, 7, (2, 16))
+    assert torch.allclose(_pred(model, clip, acts, pairs), _pred(video, clip, None, pairs), atol=1e-6)
+    other = replace(with_actions, levels=[replace(with_actions.levels[0], horizon=3), with_actions.levels[1]])
+    with pytest.raises(ValueError, match="init_from"):
+        HJEPAModule(other, init_from=str(tmp_path / "video"))

@@ -23,7 +23,7 @@ from hjepa.data.transforms import to_model_input
 from hjepa.errors import UserError
 from hjepa.input_settings import RECORD_KEY, InputSettings
 from hjepa.models.config import HJEPAConfig
-from hjepa.loading import build_model
+from hjepa.loading import build_model, init_adding_actions
 from hjepa.train.provenance import provenance
 from hjepa.train.rng_state import capture_rng, restore_rng
 from hjepa.train.schedules import ema_momentum, linear_ramp, warmup_cosine
@@ -77,14 +77,21 @@ class HJEPAModule(L.LightningModule):
         arch: the H-JEPA's architecture (encoder, levels, loss, EMA ramp); on the command
             line ``--model.arch.encoder.name=base``, ``--model.arch.levels='[...]'``.
         optim: optimizer and schedules (``--model.optim.lr=1e-3``).
+        init_from: an hjepa checkpoint or export to start from, of the same architecture, with or
+            without actions (``hjepa.loading.init_adding_actions``): fine-tunes a video-pretrained
+            model with actions (``--model.init_from runs/pretrain/<run>/checkpoints/last.ckpt``).
+            A resumed run (``--ckpt_path``) takes every weight from its own checkpoint instead.
     """
 
-    def __init__(self, arch: HJEPAConfig = HJEPAConfig(), optim: OptimConfig = OptimConfig()) -> None:
+    def __init__(self, arch: HJEPAConfig = HJEPAConfig(), optim: OptimConfig = OptimConfig(),
+                 init_from: Optional[str] = None) -> None:
         super().__init__()
         model = arch
         self.model_config = model
         self.optim_config = optim
         self.model = build_model(model)  # reads encoder.pretrained, if set
+        if init_from:
+            init_adding_actions(self.model, init_from)
         if optim.level_lr_scale is not None and len(optim.level_lr_scale) != model.num_levels:
             raise ValueError(
                 f"config key 'optim.level_lr_scale' has {len(optim.level_lr_scale)} entries; the model has "
