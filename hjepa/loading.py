@@ -143,6 +143,24 @@ def load_pretrained(path: str | Path, map_location: str | torch.device = "cpu") 
     return model.to(map_location).eval()
 
 
+# What decides what a model's weights compute; the rest of its config (loss weights, EMA, VICReg,
+# dropout, context_keep, the action inputs) may change when it is fine-tuned.
+_ENCODER_ARCH = ("name", "patch_size", "tubelet_size", "pos_embed", "temporal_attention", "embed_dim", "depth",
+                 "num_heads")
+_LEVEL_ARCH = ("embed_dim", "depth", "num_heads", "stride", "num_queries", "pooling", "horizon", "target_input",
+               "time_encoding", "context_window")
+_PREDICTOR_ARCH = ("embed_dim", "depth", "num_heads", "anchor_queries")
+
+
+def _architecture(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "frames_per_window": cfg["frames_per_window"], "level_input": cfg["level_input"],
+        "encoder": {k: cfg["encoder"][k] for k in _ENCODER_ARCH},
+        "levels": [{**{k: lv[k] for k in _LEVEL_ARCH}, "latent_dim": lv["latent"]["dim"],
+                    "predictor": {k: lv["predictor"][k] for k in _PREDICTOR_ARCH}} for lv in cfg["levels"]],
+    }
+
+
 # The weights an action-conditioned model has and the same model without actions lacks.
 ACTION_WEIGHTS = (".action_encoder.", ".predictor.action_proj.")
 
@@ -156,6 +174,10 @@ def init_adding_actions(model: HJEPA, path: str | Path) -> None:
     zero action projections make the first predictions exactly the file's action-free ones.
     """
     source = load_pretrained(path)
+    mine, theirs = _architecture(model.config.to_dict()), _architecture(source.config.to_dict())
+    if mine != theirs:  # weights of equal shapes can still compute something else (time encoding, window)
+        raise ValueError(f"init_from {path}: another architecture: "
+                         f"{describe_config_difference(theirs, mine).replace('checkpoint', 'file')}")
     state, own = source.state_dict(), model.state_dict()
     new = [k for k in own if k not in state]
     other = [k for k in new if not any(part in k for part in ACTION_WEIGHTS)]

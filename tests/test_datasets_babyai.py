@@ -276,6 +276,12 @@ def test_pretrain_with_actions_reads_each_frames_action(data: Path, action_run: 
     with pytest.raises(ValueError, match="hflip"):
         VideoDataModule(train_manifests=str(data / "manifest_train.csv"),
                         train_actions=str(data / "frame_actions_train.csv"))
+    for fps in (4.0, 16.0, 12.0):  # frames skipped (an action lost) or repeated (one action, two frames)
+        other = VideoDataModule(train_manifests=str(data / "manifest_train.csv"), target_fps=fps, num_windows=2,
+                                train_actions=str(data / "frame_actions_train.csv"), hflip=False, batch_size=2)
+        other.setup()
+        with pytest.raises(ValueError, match="must take every frame"):
+            other.train_dataset[(0, 7)]
 
     run = action_run
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
@@ -292,7 +298,8 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
     out = tmp_path / "plan"
     rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data), "--out", str(out),
                "--episodes", "1", "--short_steps", "[2, 4]", "--long_steps", "[5, 8]", "--planner.samples", "8",
-               "--planner.iterations", "1", "--planner.horizon_steps", "2", "--videos", "1"])
+               "--planner.iterations", "1", "--planner.horizon_steps", "2", "--videos", "1",
+               "--highlight", "true"])  # as the fixture recording was made
     assert rc in (0, None)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["imagined_plans_per_step"] == 8
@@ -307,18 +314,21 @@ def test_plan_runs_in_the_real_environment(data: Path, action_run: Path, tmp_pat
     # No planner: only the check of the cost, on the same goals
     rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data), "--out",
                str(tmp_path / "cost"), "--episodes", "1", "--short_steps", "[2, 4]", "--long_steps", "[5, 8]",
-               "--planners", "[]"])
+               "--planners", "[]", "--highlight", "true"])
     assert rc in (0, None)
     only = json.loads((tmp_path / "cost" / "summary.json").read_text())
     assert not any(k.startswith("success_rate/") for k in only) and only["videos"] == []
     assert {k: v for k, v in only.items() if k.startswith("cost_progress/")} == \
         {k: v for k, v in summary.items() if k.startswith("cost_progress/")}
-    try:  # a user error: one line, status 2
-        rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data),
-                   "--out", str(tmp_path / "bad"), "--planners", "[greedy]"])
-    except SystemExit as exit_:
-        rc = exit_.code
-    assert rc == 2
+    for bad in (["--planners", "[greedy]"], ["--episodes", "0"], ["--short_steps", "[1, 4]"],
+                ["--planner.actions", "[2, 9]"], ["--planner.context_frames", "12"], ["--size", "96"]):
+        try:  # user errors: one line, status 2, before any episode runs
+            rc = main(["plan", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--data_dir", str(data),
+                       "--out", str(tmp_path / "bad"), *bad])
+        except SystemExit as exit_:
+            rc = exit_.code
+        assert rc == 2, bad
+        assert not (tmp_path / "bad").exists(), bad
     assert len(summary["videos"]) == 4  # one per planner and goal set
     for path in summary["videos"]:
         meta = video_info(path, "pyav")
@@ -336,6 +346,8 @@ def test_evaluate_scores_an_action_model_with_its_actions_and_an_action_control(
     summary = run_evaluate(ckpt, out_dir=str(tmp_path / "ev"), data=str(data / "manifest_train.csv"),
                            actions=str(data / "frame_actions_train.csv"), probes=False, controls=True, batch_size=2)
     assert "level1/h1/skill" in summary and "control_actions/level1/h1/skill" in summary
+    # the control really predicts from other actions: the action weights moved off zero, so it differs
+    assert summary["control_actions/level1/h1/skill"] != summary["level1/h1/skill"]
     assert summary["skipped_videos"] == 0
     with pytest.raises(UserError, match="give --actions"):
         run_evaluate(ckpt, out_dir=str(tmp_path / "ev2"), data=str(data / "manifest_val.csv"), probes=False)

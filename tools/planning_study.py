@@ -129,7 +129,8 @@ def verdict(mean: dict[str, float]) -> dict[str, bool]:
 def report(summaries: dict[int, dict], evals: dict[int, dict], args: argparse.Namespace,
            wall_s: float) -> tuple[str, dict]:
     keys = [f"{p}/{s}" for p in PLANNERS for s in SETS]
-    per_seed = {seed: {k: summ[f"success_rate/{k}"] for k in keys} for seed, summ in summaries.items()}
+    # A checkpoint without macro-actions has no hierarchical rates: those cells read nan.
+    per_seed = {seed: {k: summ.get(f"success_rate/{k}", float("nan")) for k in keys} for seed, summ in summaries.items()}
     mean = {k: statistics.fmean(v[k] for v in per_seed.values()) for k in keys}
     checks = verdict(mean)
     first = next(iter(summaries.values()))
@@ -153,7 +154,7 @@ def report(summaries: dict[int, dict], evals: dict[int, dict], args: argparse.Na
     for seed, row in per_seed.items():
         summ = summaries[seed]
         lines.append(f"| {seed} | " + " | ".join(f"{row[k]:.2f}" for k in keys)
-                     + f" | {summ['planning_s_per_step/flat']:.2f} | {summ['planning_s_per_step/hierarchical']:.2f} |")
+                     + "".join(f" | {summ.get(f'planning_s_per_step/{n}', float('nan')):.2f}" for n in PLANNERS[:2]) + " |")
     lines.append("| mean ± sd | " + " | ".join(spread([r[k] for r in per_seed.values()]) for k in keys) + " | | |")
     spaces = [f"{space}/{goals}" for space in ("pixels", "level1", "level2") for goals in SETS]
     lines += ["", ("Does the cost know the way? `cost_progress` (minus Kendall's tau between the step and the "
@@ -169,7 +170,8 @@ def report(summaries: dict[int, dict], evals: dict[int, dict], args: argparse.Na
               "| seed | " + " | ".join(name for _, name in cols) + " |", "| --- | " + " | ".join("---:" for _ in cols) + " |"]
     for seed, ev in evals.items():
         lines.append(f"| {seed} | " + " | ".join(
-            f"{ev[f'{k}/skill']:.3f} / {ev[f'control_actions/{k}/skill']:.3f}" if f"{k}/skill" in ev else "-"
+            f"{ev[f'{k}/skill']:.3f} / {ev[f'control_actions/{k}/skill']:.3f}"
+            if f"{k}/skill" in ev and f"control_actions/{k}/skill" in ev else "-"
             for k, _ in cols) + " |")
     lines += ["", "The bars (fixed before the runs):", ""]
     lines += [f"- {name}: {'met' if ok else 'not met'}" for name, ok in checks.items()]

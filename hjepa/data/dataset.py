@@ -193,7 +193,10 @@ class VideoClipDataset(_SeededDataset):
                 raise VideoReadError(row.path, f"no actions listed for video id {video_id_of(row.path)!r}")
             if acts.shape[0] != n:
                 raise VideoReadError(row.path, f"{acts.shape[0]} frame actions listed for a video of {n} frames")
-            if bool((frames.diff() > 1).any()):  # a setting, not this video: stop, do not skip
+            # Every frame once, in order: a skipped frame loses an action, a repeated one pairs one action
+            # with two frames. Only the padding after a short video's last frame repeats it.
+            steps, later = frames.diff(), frames[1:]
+            if bool(((steps != 1) & (later != n - 1)).any() or (steps < 0).any()):  # a setting: stop, do not skip
                 raise ValueError(f"{row.path}: a clip with actions must take every frame, this one takes frames "
                                  f"{frames[:4].tolist()}...: sample at the video's own rate ({fps:g} fps)")
             extra["actions"] = clip_actions(acts, frames)

@@ -178,7 +178,9 @@ class JEPALevel(nn.Module):
     # --- prediction -----------------------------------------------------------------------
 
     def step_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Per-frame actions (long [B, T] / float [B, T, A]) -> [B, T // F, A_step] step vectors."""
+        """Per-frame actions (long [B, T] / float [B, T, A]) -> [B, S, A_step] step vectors, one per
+        step the frames reach: ``S = (T + 1) // F`` with F the level's step in frames, and step s
+        reads the actions of frames sF - 1 .. sF + F - 2."""
         if self.action_encoder is None:
             raise ValueError("this level takes no actions (actions.num_classes = actions.dim = 0 in its config)")
         return self.action_encoder(actions)

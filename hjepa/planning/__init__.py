@@ -11,4 +11,4 @@ from hjepa.planning.cost import representation_cost
 from hjepa.planning.search import CEM, MPPI, Box, Discrete, Plan
 from hjepa.planning.world_model import LevelWorldModel
 
-__all__ = ["CEM", "MPPI", "Box", "Discrete", "Plan", "LevelWorldModel", "representation_cost"]
+__all__ = ["CEM", "MPPI", "Box", "Discrete", "LevelWorldModel", "Plan", "representation_cost"]

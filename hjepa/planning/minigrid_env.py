@@ -2,8 +2,8 @@
 
 Frames are rendered exactly as ``datasets/babyai/make_dataset.py`` records them (that script
 renders with :class:`Rendering` from here), so a model pretrained on the recipe's videos sees the
-same pictures when it plans, provided the planner is given the recording's settings. A goal comes from a recorded episode: the environment is reset
-with the episode's seed and the bot's recorded actions are replayed for ``k`` steps; the state
+same pictures when it plans, provided the planner is given the recording's settings. A goal
+comes from a recorded episode: the environment is reset with the episode's seed and the bot's recorded actions are replayed for ``k`` steps; the state
 reached is the goal (its picture for the cost, the agent's cell for success), ``k`` primitive
 steps from the start by the bot's own path.
 """
@@ -127,8 +127,8 @@ def goal_tasks(data_dir: str | Path, split: str, count: int, steps: tuple[int, i
     """
     data_dir = Path(data_dir)
     lo, hi = steps
-    if not 1 <= lo <= hi:
-        raise ValueError(f"goal steps {steps}: need 1 <= low <= high")
+    if not 2 <= lo <= hi:  # a path of at least two states before the goal, for cost_progress
+        raise ValueError(f"goal steps {steps}: need 2 <= low <= high")
     actions: dict[str, list[int]] = defaultdict(list)
     with open(data_dir / f"frame_actions_{split}.csv", newline="") as f:
         for row in csv.DictReader(f):

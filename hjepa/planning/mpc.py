@@ -134,10 +134,10 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
     frames = [render.frame(env)]
     goal1, goal2 = world.encode_goal(to_model_input(torch.from_numpy(task.goal_frame)[None, None])[:, :, 0])
     allowed = torch.tensor(settings.actions)
-    half = max(2, settings.samples // 2)
-    top = settings.search(Box(world.macro_dim), settings.top_horizon_steps, half)
+    top_samples = settings.samples // 2  # the two searches share the flat planner's samples
+    top = settings.search(Box(world.macro_dim), settings.top_horizon_steps, max(2, top_samples))
     low_length = world.stride * world.low.step_frames  # the actions of one level-2 step
-    low = settings.search(Discrete(len(allowed)), low_length, half)
+    low = settings.search(Discrete(len(allowed)), low_length, max(2, settings.samples - top_samples))
 
     def top_cost(macro: torch.Tensor) -> torch.Tensor:
         return representation_cost(world.imagine_macro(macro), goal2, over=settings.over)
@@ -166,7 +166,12 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
         if agent_state(env) == task.goal_pos:
             success = True
             break
-        top_init = top_plan.actions  # one primitive step into a level-2 step: the macro plan still stands
+        # Warm starts. The context always ends at the present, so the next subgoal is again one
+        # level-2 step (8 frames) ahead of it: the macro plan is kept as it is (a heuristic, not a
+        # shift by a whole step), the primitive plan shifts by the action taken. The box search may
+        # pick macro-actions no sequence of 8 real actions makes; the subgoal is then only as good
+        # as level 2's guess there.
+        top_init = top_plan.actions
         low_init = torch.cat([plan.actions[1:], plan.actions[-1:]])
     env.close()
     return EpisodeResult(task, success, steps, planning, frames if keep_frames else [], drawn)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from statistics import mean
 
@@ -46,6 +47,7 @@ from hjepa.planning.world_model import LevelWorldModel
 log = logging.getLogger(__name__)
 
 PLANNERS = ("flat", "hierarchical", "random")
+NUM_ACTIONS = 7  # minigrid's action ids: left, right, forward, pickup, drop, toggle, done
 HIERARCHICAL_UNAVAILABLE = ("not run: the checkpoint's level 2 takes no macro-actions, so it cannot plan "
                             "subgoals; only level 1 plans (flat)")
 
@@ -61,14 +63,14 @@ def run_plan(
     planner: PlannerSettings | None = None,
     size: int = 64,
     view: str = "full",
-    highlight: bool = True,
+    highlight: bool = False,
     videos: int = 2,
     seed: int = 0,
     device: str = "cpu",
     cpu_threads: int | None = None,
     planners: tuple[str, ...] = PLANNERS,
 ) -> dict:
-    """Flat planning (and the random baseline) on short and long goals; writes ``summary.json``.
+    """Flat and hierarchical planning and the random baseline on short and long goals; writes ``summary.json``.
 
     Args:
         ckpt: a checkpoint whose level 1 takes actions (``configs/pretrain/babyai_actions.yaml``).
@@ -80,10 +82,11 @@ def run_plan(
         short_steps, long_steps: goal distance ranges, in the bot's primitive steps.
         planner: search settings (``PlannerSettings``: method, horizon_steps, samples, ...).
         size, view, highlight: rendering, as the recording the checkpoint was pretrained on was made
-            (``--size``, ``--view``, ``--no-highlight`` of make_dataset); goals are rendered so too.
+            (``--size``, ``--view``, ``--no-highlight`` of make_dataset; the default is the action
+            recipe's, unshaded); goals are rendered so too.
         videos: episodes per set saved as MP4 (agent's view | goal; hierarchical: agent's view |
             subgoal | goal).
-        seed: goal draws, search sampling and the random baseline.
+        seed: goal draws and the random baseline (the searches draw from ``planner.seed``).
         device: where the world model runs.
         cpu_threads: torch threads (None: torch's default).
         planners: which of ``flat``, ``hierarchical``, ``random`` run; none gives only the
@@ -100,15 +103,11 @@ def run_plan(
         render = Rendering(view, size, highlight)
     except ValueError as err:
         raise UserError(str(err)) from None
+    check_request(episodes, short_steps, long_steps, settings, planners)
     if not Path(ckpt).is_file():
         raise UserError(f"checkpoint {ckpt} does not exist")
     model = load_pretrained(ckpt, map_location=device)
-    if model.levels[0].action_encoder is None:
-        raise UserError(f"{ckpt}: level 1 takes no actions, so it cannot imagine a plan; pretrain with "
-                        "configs/pretrain/babyai_actions.yaml (levels[0].actions)")
-    unknown = [name for name in planners if name not in PLANNERS]
-    if unknown:
-        raise UserError(f"planners {unknown}: choose from {list(PLANNERS)}")
+    check_model(model, ckpt, settings, render, planners)
     model = model.to(device)
     worlds = {"flat": LevelWorldModel(model)}
     has_macro = model.num_levels >= 2 and model.levels[1].action_encoder is not None
@@ -121,7 +120,8 @@ def run_plan(
     summary: dict = {"ckpt": str(ckpt), "data_dir": str(data_dir), "split": split, "planner": settings.method,
                      "rendering": {"view": view, "size": size, "highlight": highlight},
                      "horizon_steps": settings.horizon_steps, "top_horizon_steps": settings.top_horizon_steps,
-                     "imagined_plans_per_step": settings.samples * settings.iterations, "videos": []}
+                     "imagined_plans_per_step": settings.samples * settings.iterations,
+                     "planner_settings": asdict(settings), "seed": seed, "videos": []}
     if "hierarchical" in planners and not has_macro:
         summary.update({"success_rate/hierarchical": None, "hierarchical": HIERARCHICAL_UNAVAILABLE})
     names = [*runners, *(["random"] if "random" in planners else [])]
@@ -141,8 +141,9 @@ def run_plan(
                 if res.frames:
                     summary["videos"].append(str(_write_video(out / f"{name}_{set_name}_{i:02d}_{task.video_id}.mp4",
                                                               res, encode_video)))
-            if "random" in per_set:
-                per_set["random"].append(run_random_episode(task, settings.actions, limit, seed + i))
+            if "random" in per_set:  # its own draws per goal, in each set
+                per_set["random"].append(run_random_episode(task, settings.actions, limit,
+                                                            seed + i + (0 if set_name == "short" else 100_000)))
             log.info("%s goal %d/%d (%d steps away): %s", set_name, i + 1, len(tasks), task.goal_steps,
                      ", ".join(f"{n} {'reached' if r[-1].success else 'not reached'} ({r[-1].steps} steps)"
                                for n, r in per_set.items()))
@@ -170,10 +171,45 @@ def run_plan(
     return summary
 
 
+def check_request(episodes: int, short_steps, long_steps, settings: PlannerSettings, planners) -> None:
+    """Refuse, before anything is loaded, what cannot run: one line naming the setting."""
+    unknown = [name for name in planners if name not in PLANNERS]
+    if unknown:
+        raise UserError(f"planners {unknown}: choose from {list(PLANNERS)}")
+    if episodes < 1:
+        raise UserError(f"episodes {episodes}: need at least 1 goal per set")
+    for name, steps in (("short_steps", short_steps), ("long_steps", long_steps)):
+        if len(steps) != 2 or not 2 <= steps[0] <= steps[1]:
+            raise UserError(f"{name} {list(steps)}: need [low, high] with 2 <= low <= high (bot steps to the goal)")
+    if not settings.actions or any(not 0 <= a < NUM_ACTIONS for a in settings.actions) \
+            or len(set(settings.actions)) != len(settings.actions):
+        raise UserError(f"planner.actions {settings.actions}: distinct minigrid action ids in 0..{NUM_ACTIONS - 1}")
+
+
+def check_model(model, ckpt: str, settings: PlannerSettings, render: Rendering, planners) -> None:
+    """Refuse a checkpoint that cannot plan as asked: no actions, a context that does not fit its
+    steps, frames of another size than it was trained on."""
+    if model.levels[0].action_encoder is None:
+        raise UserError(f"{ckpt}: level 1 takes no actions, so it cannot imagine a plan; pretrain with "
+                        "configs/pretrain/babyai_actions.yaml (levels[0].actions)")
+    window = model.config.frames_per_window
+    if settings.context_frames % window:
+        raise UserError(f"planner.context_frames {settings.context_frames}: need a multiple of {window} "
+                        "(the model's window)")
+    hierarchical = "hierarchical" in planners and model.num_levels >= 2 and model.levels[1].action_encoder is not None
+    if hierarchical and settings.context_frames % model.step_frames(1):
+        raise UserError(f"planner.context_frames {settings.context_frames}: the hierarchical planner needs a "
+                        f"multiple of {model.step_frames(1)} (level 2's step)")
+    trained = getattr(getattr(model, "input_settings", None), "resolution", None)
+    if trained is not None and trained != render.size:
+        raise UserError(f"size {render.size}: {ckpt} was trained on {trained}-pixel frames; plan with --size {trained}")
+
+
 def cost_progress(task: GoalTask, worlds: dict) -> dict[str, float]:
     """Does a cost know the way to ``task``'s goal? :func:`progress` of the distance to the goal
     along the bot's recorded path, in pixels (mean absolute difference, the reference a learnt
-    cost should beat) and in each planning level's representation (the planners' cost)."""
+    cost should beat) and in each planning level's representation: the space the planners' costs
+    are measured in, here between real states (still images, as the goal is), not predictions."""
     frames = torch.from_numpy(task.path_frames)  # [P, H, W, 3], the last the goal
     out = {"pixels": progress((frames[:-1].float() - frames[-1].float()).abs().mean(dim=(1, 2, 3)))}
     images = to_model_input(frames[:, None])[:, :, 0]  # [P, C, H, W]

@@ -20,13 +20,13 @@ distribution, so a replanning agent does not lose a good plan to sampling noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["Discrete", "Box", "Plan", "CEM", "MPPI"]
+__all__ = ["CEM", "MPPI", "Box", "Discrete", "Plan"]
 
 Cost = Callable[[Tensor], Tensor]  # [N, L] ids / [N, L, A] vectors -> [N] costs (lower is better)
 
@@ -118,7 +118,8 @@ class _Search:
 
         Args:
             cost: ``[N, L]`` long (discrete) / ``[N, L, A]`` float sequences -> ``[N]`` costs.
-            init: a sequence to start from (the previous plan, shifted), scored in every round.
+            init: a sequence to start from (the previous plan, shifted): scored in the first round,
+                after which the best sequence so far is carried into every round.
         """
         self._check(init)
         dist = self._start(init)
