@@ -137,7 +137,9 @@ def report(summaries: dict[int, dict], evals: dict[int, dict], args: argparse.Na
     lines = [
         "# Planning in BabyAI: flat against hierarchical MPC",
         "",
-        f"Written by `python tools/planning_study.py {' '.join(sys.argv[1:])}` in {wall_s / 60:.0f} min.",
+        (f"Written by `python tools/planning_study.py {' '.join(sys.argv[1:])}` ({wall_s / 60:.0f} min for what it "
+        f"ran itself). Per seed, the plan took {spread([x['wall_time_s'] / 60 for x in summaries.values()])} min "
+        "on one CPU thread (a pretraining about 7-10 min on 2 cores)."),
         "",
         (f"Recording `{args.data}` (`configs/pretrain/babyai_actions.yaml`, one pretraining per seed); goals from "
         f"the test episodes of `{args.goals}`, {first['episodes/short']} short "
