@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -92,6 +92,18 @@ def _clip(frames: list[np.ndarray], count: int) -> torch.Tensor:
     return to_model_input(torch.from_numpy(np.stack(seen))[None])
 
 
+def _act(env: Any, action: int, frames: list[np.ndarray], render: Rendering, task: GoalTask) -> bool:
+    """Take ``action``, keep the frame it leads to; True when the agent now stands on the goal."""
+    env.step(action)
+    frames.append(render.frame(env))
+    return agent_state(env) == task.goal_pos
+
+
+def _shifted(actions: torch.Tensor) -> torch.Tensor:
+    """The warm start after the first action is taken: the rest of the plan, its last action repeated."""
+    return torch.cat([actions[1:], actions[-1:]])
+
+
 def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSettings, max_steps: int,
                      render: Rendering, keep_frames: bool = False) -> EpisodeResult:
     """Plan with level 1 alone, replanning every step, until the goal cell or ``max_steps``."""
@@ -112,12 +124,10 @@ def run_flat_episode(world: LevelWorldModel, task: GoalTask, settings: PlannerSe
         t0 = time.perf_counter()
         plan = search.plan(cost, init)
         planning.append(time.perf_counter() - t0)
-        env.step(int(allowed[plan.actions[0]]))
-        frames.append(render.frame(env))
-        if agent_state(env) == task.goal_pos:
+        if _act(env, int(allowed[plan.actions[0]]), frames, render, task):
             success = True
             break
-        init = torch.cat([plan.actions[1:], plan.actions[-1:]])
+        init = _shifted(plan.actions)
     env.close()
     return EpisodeResult(task, success, steps, planning, frames if keep_frames else [])
 
@@ -161,9 +171,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
 
         plan = low.plan(low_cost, low_init)
         planning.append(time.perf_counter() - t0)
-        env.step(int(allowed[plan.actions[0]]))
-        frames.append(render.frame(env))
-        if agent_state(env) == task.goal_pos:
+        if _act(env, int(allowed[plan.actions[0]]), frames, render, task):
             success = True
             break
         # Warm starts. The context always ends at the present, so the next subgoal is again one
@@ -172,7 +180,7 @@ def run_hierarchical_episode(world: HierarchicalWorldModel, task: GoalTask, sett
         # pick macro-actions no sequence of 8 real actions makes; the subgoal is then only as good
         # as level 2's guess there.
         top_init = top_plan.actions
-        low_init = torch.cat([plan.actions[1:], plan.actions[-1:]])
+        low_init = _shifted(plan.actions)
     env.close()
     return EpisodeResult(task, success, steps, planning, frames if keep_frames else [], drawn)
 
