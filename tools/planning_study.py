@@ -21,8 +21,8 @@ study that was stopped resumes; the plans run ``--jobs`` at a time, one CPU thre
     python tools/planning_study.py --data data/babyai_actions --goals data/babyai --seeds 0 --episodes 2 \\
         --out /tmp/p.md --runs /tmp/planning_study
 
-Each pretraining takes about 7 minutes on 2 idle CPU cores (1000 steps); a plan of 10 short and
-10 long goals, where most episodes run to their step limit, about 27 minutes on one core.
+A pretraining takes minutes on 2 CPU cores and a plan tens of minutes on one; the table states
+the wall time of each plan it reports.
 """
 
 from __future__ import annotations

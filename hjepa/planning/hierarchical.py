@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from hjepa.models.rollout import rollout
-from hjepa.planning.world_model import LevelWorldModel
+from hjepa.planning.world_model import LevelWorldModel, held_still
 
 __all__ = ["HierarchicalWorldModel"]
 
@@ -71,7 +71,7 @@ class HierarchicalWorldModel:
 
     def _encode_states(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.ndim == 4:
-            x = x[:, :, None].expand(-1, -1, self.step_frames, -1, -1)
+            x = held_still(x, self.step_frames)
         t1 = self.model.levels[0].encode_target(x.to(self.low.device))
         t2 = self.model.levels[1].encode_target(t1)
         return t1[:, -1], t2[:, -1]

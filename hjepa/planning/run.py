@@ -119,7 +119,6 @@ def run_plan(
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"ckpt": str(ckpt), "data_dir": str(data_dir), "split": split, "planner": settings.method,
                      "rendering": {"view": view, "size": size, "highlight": highlight},
-                     "horizon_steps": settings.horizon_steps, "top_horizon_steps": settings.top_horizon_steps,
                      "imagined_plans_per_step": settings.samples * settings.iterations,
                      "planner_settings": asdict(settings), "seed": seed, "videos": []}
     if "hierarchical" in planners and not has_macro:

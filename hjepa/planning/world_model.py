@@ -16,6 +16,12 @@ from torch import Tensor
 __all__ = ["LevelWorldModel"]
 
 
+def held_still(images: Tensor, frames: int) -> Tensor:
+    """``[N, C, frames, H, W]``: images ``[N, C, H, W]`` as clips of a scene that does not move,
+    how a goal or a recorded state is shown to a level."""
+    return images[:, :, None].expand(-1, -1, frames, -1, -1)
+
+
 class LevelWorldModel:
     """Args:
         model: an ``HJEPA`` whose level 1 takes actions (``levels[0].actions``), in eval mode.
@@ -62,7 +68,7 @@ class LevelWorldModel:
         for a window, as a goal image is."""
         out = []
         for part in images.split(self.chunk):
-            clip = part[:, :, None].expand(-1, -1, self.model.config.frames_per_window, -1, -1)
+            clip = held_still(part, self.model.config.frames_per_window)
             out.append(self.model.levels[0].encode_target(clip.to(self.device))[:, -1])
         return torch.cat(out)
 
