@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="pretraining steps (default: the recipe's)")
     p.add_argument("--jobs", type=int, default=2, help="plans run side by side")
     args = p.parse_args(argv)
+    for name, folder, needed in (("--data", args.data, "frame_actions_train.csv"), ("--goals", args.goals, "episodes.csv")):
+        if not (folder / needed).is_file():
+            p.error(f"{name} {folder}: no {needed} there; make it with datasets/babyai/make_dataset.py")
     t0 = time.perf_counter()
     ckpts = {s: pretrain(args.data, args.runs / f"pretrain_seed{s}", s, args.steps) for s in args.seeds}
     outs = {s: args.runs / f"plan_seed{s}" for s in args.seeds}
